@@ -1,0 +1,39 @@
+"""Typed dependencies: the running services, and the claims of a bearer token."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from auth_service.errors import unauthorized
+from auth_service.security.tokens import InvalidToken
+from auth_service.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def bearer_token(request: Request) -> str:
+    """The token of an `Authorization: Bearer ...` header, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("a bearer token is required")
+    return token.strip()
+
+
+def verified_claims(request: Request) -> dict[str, Any]:
+    services = get_services(request)
+    try:
+        return services.tokens.verify(bearer_token(request))
+    except InvalidToken:
+        raise unauthorized() from None
+
+
+Claims = Annotated[dict[str, Any], Depends(verified_claims)]

@@ -1,0 +1,93 @@
+"""Tokens: log in for one, verify one (the hot path: no database), and who am I."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from auth_service.api.deps import Claims, ServicesDep, verified_claims
+from auth_service.api.responses import errors, json_response
+from auth_service.errors import JSON, ApiError, unauthorized
+from auth_service.services import Services
+from auth_service.users import repository
+from auth_service.users.schemas import EMAIL_MAX, StrictModel, UserOut
+
+router = APIRouter(prefix="/v1", tags=["auth"])
+
+
+class Credentials(StrictModel):
+    # A plain string, not an email type: a malformed email must fail exactly like an unknown one.
+    email: Annotated[str, Field(min_length=1, max_length=EMAIL_MAX)]
+    password: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class ClaimsOut(BaseModel):
+    sub: str
+    iss: str
+    aud: str
+    iat: int
+    nbf: int
+    exp: int
+    jti: str
+
+
+def _bad_credentials() -> ApiError:
+    # One answer for an unknown email and a wrong password: nothing tells which it was.
+    return ApiError(401, "invalid_credentials", "the email or the password is wrong")
+
+
+@router.post("/auth/token", response_model=TokenOut, responses=errors(401, 422, 503))
+async def issue_token(body: Credentials, services: ServicesDep) -> Response:
+    """Exchange an email and password for an access token."""
+    user_id = await _authenticate(services, body.email, body.password)
+    token = services.tokens.issue(str(user_id))
+    return json_response(
+        {"access_token": token, "token_type": "Bearer", "expires_in": services.tokens.ttl},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _authenticate(services: Services, email: str, password: str) -> uuid.UUID:
+    row = await repository.fetch_credentials(services.db, email)
+    if row is None:
+        await services.hasher.verify_dummy(password)
+        raise _bad_credentials()
+    if not await services.hasher.verify(row["password_hash"], password):
+        raise _bad_credentials()
+    if services.hasher.needs_rehash(row["password_hash"]):
+        new_hash = await services.hasher.hash(password)
+        await repository.replace_password_hash(services.db, row["id"], row["password_hash"], new_hash)
+    user_id: uuid.UUID = row["id"]
+    return user_id
+
+
+@router.get("/auth/verify", response_model=ClaimsOut, responses=errors(401))
+async def verify_token(request: Request) -> Response:
+    """The claims of a valid bearer token, or 401. Touches no database."""
+    return json_response(verified_claims(request))
+
+
+@router.get("/me", response_model=UserOut, responses=errors(401, 503))
+async def me(claims: Claims, services: ServicesDep) -> Response:
+    """The user a bearer token belongs to."""
+    body = await services.users.get_json(_subject(claims))
+    if body is None:
+        raise unauthorized("the token's user no longer exists")
+    return Response(body, media_type=JSON)
+
+
+def _subject(claims: dict[str, Any]) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(claims["sub"]))
+    except ValueError:
+        raise unauthorized() from None

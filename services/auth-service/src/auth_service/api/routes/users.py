@@ -1,0 +1,158 @@
+"""Users: create (one or a batch), read (cached), update and delete (both invalidate every replica)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from auth_service.api.deps import Claims, ServicesDep
+from auth_service.api.responses import errors, json_response
+from auth_service.errors import JSON, ApiError, not_found
+from auth_service.services import Services
+from auth_service.settings import Settings
+from auth_service.users.repository import DuplicateEmail
+from auth_service.users.schemas import UserBatch, UserBatchOut, UserCreate, UserImport, UserOut, UserUpdate, user_dict
+
+router = APIRouter(prefix="/v1", tags=["users"])
+
+
+def _email_taken() -> ApiError:
+    return ApiError(409, "email_taken", "a user with this email already exists")
+
+
+def _invalid(details: list[dict[str, Any]]) -> ApiError:
+    return ApiError(422, "validation_error", "the request is invalid", details)
+
+
+def _password_problem(password: str, settings: Settings) -> dict[str, str] | None:
+    if len(password) < settings.password_min_length:
+        return {"code": "string_too_short", "message": f"at least {settings.password_min_length} characters"}
+    if len(password) > settings.password_max_length:
+        return {"code": "string_too_long", "message": f"at most {settings.password_max_length} characters"}
+    return None
+
+
+def _check_password(password: str, settings: Settings) -> None:
+    problem = _password_problem(password, settings)
+    if problem is not None:
+        raise _invalid([{"field": "password", **problem}])
+
+
+def _location(row: Any) -> dict[str, str]:
+    return {"Location": f"/v1/users/{row['id']}"}
+
+
+@router.post("/users", status_code=201, response_model=UserOut, responses=errors(409, 422, 503))
+async def create_user(body: UserCreate, services: ServicesDep) -> Response:
+    """Create a user; the email must be new (compared without case)."""
+    _check_password(body.password, services.settings)
+    password_hash = await services.hasher.hash(body.password)
+    try:
+        row = await services.users.create(body.email, body.name, password_hash)
+    except DuplicateEmail:
+        raise _email_taken() from None
+    return json_response(user_dict(row), 201, _location(row))
+
+
+@router.post("/users:batch", status_code=201, response_model=UserBatchOut, responses=errors(409, 422, 503))
+async def create_users(body: UserBatch, services: ServicesDep) -> Response:
+    """Create up to `batch_max_users` users in one statement: all of them, or none with every problem named."""
+    settings = services.settings
+    if len(body.users) > settings.batch_max_users:
+        raise _invalid([{"field": "users", "code": "too_many_items", "message": f"at most {settings.batch_max_users}"}])
+    _check_batch(body.users, settings)
+    await _check_emails_free(body.users, services)
+    hashes = await _batch_hashes(body.users, services)
+    try:
+        rows = await services.users.create_many(
+            [(item.email, item.name, password_hash) for item, password_hash in zip(body.users, hashes, strict=True)]
+        )
+    except DuplicateEmail:
+        # Taken between the check and the insert: nothing was written; the client may retry.
+        raise _email_taken() from None
+    by_email = {row["email"].lower(): row for row in rows}
+    ordered = [user_dict(by_email[item.email.lower()]) for item in body.users]
+    return json_response({"users": ordered}, 201)
+
+
+def _check_batch(items: list[UserImport], settings: Settings) -> None:
+    details: list[dict[str, Any]] = []
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if (item.password is None) == (item.password_hash is None):
+            details.append(_item_problem(index, "password", "password_xor_hash", "give password or password_hash"))
+        elif item.password is not None and (problem := _password_problem(item.password, settings)):
+            details.append({"index": index, "field": "password", **problem})
+        key = item.email.lower()
+        if key in first_index:
+            message = f"the same email as item {first_index[key]}"
+            details.append(_item_problem(index, "email", "duplicate_in_batch", message))
+        first_index.setdefault(key, index)
+    if details:
+        raise _invalid(details)
+
+
+async def _check_emails_free(items: list[UserImport], services: Services) -> None:
+    taken = await services.users.taken_emails([item.email for item in items])
+    details = [
+        _item_problem(index, "email", "email_taken", "a user with this email already exists")
+        for index, item in enumerate(items)
+        if item.email.lower() in taken
+    ]
+    if details:
+        raise ApiError(409, "email_taken", "some emails already belong to users", details)
+
+
+def _item_problem(index: int, field: str, code: str, message: str) -> dict[str, Any]:
+    return {"index": index, "field": field, "code": code, "message": message}
+
+
+async def _batch_hashes(items: list[UserImport], services: Services) -> list[str]:
+    plain = [item.password for item in items if item.password is not None]
+    hashed = iter(await services.hasher.hash_many(plain))
+    return [item.password_hash if item.password_hash is not None else next(hashed) for item in items]
+
+
+@router.get("/users/{user_id}", response_model=UserOut, responses=errors(404, 422, 503))
+async def get_user(user_id: uuid.UUID, request: Request) -> Response:
+    """A user by id, served from the cache when it can be."""
+    body = await request.state.services.users.get_json(user_id)
+    if body is None:
+        raise not_found("user")
+    return Response(body, media_type=JSON)
+
+
+def _require_self(claims: dict[str, Any], user_id: uuid.UUID) -> None:
+    if claims.get("sub") != str(user_id):
+        raise ApiError(403, "forbidden", "a token can only change its own user")
+
+
+@router.patch("/users/{user_id}", response_model=UserOut, responses=errors(401, 403, 404, 409, 422, 503))
+async def update_user(user_id: uuid.UUID, body: UserUpdate, claims: Claims, services: ServicesDep) -> Response:
+    """Change a user's name, email or password; needs that user's token."""
+    _require_self(claims, user_id)
+    changes = body.model_dump(exclude_unset=True)
+    if not changes or any(value is None for value in changes.values()):
+        raise _invalid([{"field": None, "code": "no_changes", "message": "give name, email or password (not null)"}])
+    if "password" in changes:
+        _check_password(changes["password"], services.settings)
+        changes["password_hash"] = await services.hasher.hash(changes.pop("password"))
+    try:
+        row = await services.users.update(user_id, changes)
+    except DuplicateEmail:
+        raise _email_taken() from None
+    if row is None:
+        raise not_found("user")
+    return json_response(user_dict(row))
+
+
+@router.delete("/users/{user_id}", status_code=204, responses=errors(401, 403, 404, 503))
+async def delete_user(user_id: uuid.UUID, claims: Claims, services: ServicesDep) -> Response:
+    """Delete a user; needs that user's token. Tokens already issued stay valid until they expire."""
+    _require_self(claims, user_id)
+    if not await services.users.delete(user_id):
+        raise not_found("user")
+    return Response(status_code=204)

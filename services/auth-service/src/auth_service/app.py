@@ -1,0 +1,50 @@
+"""The application factory: routers, error handlers, admission control and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from auth_service import __version__
+from auth_service.admission import AdmissionMiddleware
+from auth_service.api.main import api_router
+from auth_service.errors import install_error_handlers
+from auth_service.health import Health
+from auth_service.runtime import tune_gc
+from auth_service.services import open_services
+from auth_service.settings import Settings
+
+
+def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
+    """The service; `database_url` overrides the settings' (the embedded database's, say)."""
+    url = database_url or settings.database_url
+    if not url:
+        raise ValueError("no database URL: set AUTH_DATABASE_URL or start the embedded database")
+    health = Health()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with open_services(settings, url, health) as services:
+            app.state.services = services
+            tune_gc(settings)
+            yield {"services": services}
+
+    app = FastAPI(
+        title="auth-service",
+        version=__version__,
+        summary="Users and access tokens",
+        lifespan=lifespan,
+    )
+    app.state.health = health
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_in_flight=settings.max_in_flight,
+        max_body_bytes=settings.max_body_bytes,
+        retry_after=settings.retry_after_seconds,
+    )
+    return app

@@ -1,0 +1,77 @@
+"""Cache invalidation across replicas: LISTEN on the channel a database trigger NOTIFYs on.
+
+A dedicated connection (LISTEN holds it for good, so it stays out of the request pool). While it is
+down, changes may be missed: the cache is cleared when it drops and again when it is back, and
+entries made meanwhile live at most one TTL, which bounds staleness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from auth_service.db.schema import INVALIDATION_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class InvalidationListener:
+    """Runs until stopped: connect, LISTEN, watch the connection, reconnect after a pause."""
+
+    def __init__(
+        self,
+        dsn: str,
+        on_change: Callable[[str], None],
+        on_gap: Callable[[], None],
+        reconnect_delay: float = 1.0,
+        keepalive: float = 5.0,
+    ) -> None:
+        self.dsn = dsn
+        self.on_change = on_change
+        self.on_gap = on_gap
+        self.reconnect_delay = reconnect_delay
+        self.keepalive = keepalive
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.received = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._listen_once()
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("invalidation listener lost its connection: %r", exc)
+            if self.connected.is_set():
+                self.connected.clear()
+                self.on_gap()
+            await asyncio.sleep(self.reconnect_delay)
+            self.reconnects += 1
+
+    async def _listen_once(self) -> None:
+        conn = await asyncpg.connect(self.dsn, timeout=self.keepalive)
+        try:
+            await conn.add_listener(INVALIDATION_CHANNEL, self._notified)
+            # Anything changed before LISTEN took effect could have been missed.
+            self.on_gap()
+            self.connected.set()
+            await self._watch(conn)
+        finally:
+            conn.terminate()
+
+    async def _watch(self, conn: asyncpg.Connection) -> None:
+        closed = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: closed.set())
+        while not conn.is_closed():
+            try:
+                await asyncio.wait_for(closed.wait(), self.keepalive)
+            except TimeoutError:
+                # A connection that died without a FIN (a partition, a killed host) shows up here.
+                await conn.fetchval("SELECT 1", timeout=self.keepalive)
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        self.received += 1
+        self.on_change(payload)

@@ -1,0 +1,123 @@
+"""The in-process (L1) cache of encoded responses: TTL, bounded by entries and bytes, single-flight loads.
+
+Written here rather than taken from cachetools: cachetools bounds a cache by entries or by a size
+function, not both at once, has no single-flight, and its pure-Python bookkeeping sits on the hot
+path; an OrderedDict (C) with one tuple per entry does the same LRU in a few dict operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+
+# What one entry costs beyond its value: the key, the tuple, the dict slot (measured roughly
+# with sys.getsizeof on a UUID key and a 3-tuple; rounded up).
+ENTRY_OVERHEAD_BYTES = 200
+
+Loader = Callable[[], Awaitable[bytes | None]]
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    evictions: int = 0
+    invalidations: int = 0
+
+
+class LocalCache:
+    """Key -> bytes (or None, a cached "not found"), least recently used out first."""
+
+    def __init__(self, max_entries: int, max_bytes: int, ttl: float, negative_ttl: float) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.stats = CacheStats()
+        self.bytes = 0
+        self._entries: OrderedDict[Hashable, tuple[float, bytes | None]] = OrderedDict()
+        self._loading: dict[Hashable, asyncio.Future[bytes | None]] = {}
+        # Keys invalidated while their load was running: the loaded value may predate the change.
+        self._stale_loads: set[Hashable] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def peek(self, key: Hashable) -> tuple[bool, bytes | None]:
+        """(found, value) without loading; an expired entry is dropped."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        if entry[0] < time.monotonic():
+            self._discard(key)
+            return False, None
+        self._entries.move_to_end(key)
+        return True, entry[1]
+
+    async def get_or_load(self, key: Hashable, loader: Loader) -> bytes | None:
+        """The cached value, or the loader's, with one load for any number of concurrent misses."""
+        found, value = self.peek(key)
+        if found:
+            self.stats.hits += 1
+            return value
+        self.stats.misses += 1
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = self._start_load(key, loader)
+        # shield: a cancelled caller (client gone) must not cancel the load the others wait for.
+        return await asyncio.shield(pending)
+
+    def _start_load(self, key: Hashable, loader: Loader) -> asyncio.Future[bytes | None]:
+        self.stats.loads += 1
+        task = asyncio.ensure_future(loader())
+        self._loading[key] = task
+        task.add_done_callback(lambda done: self._finish_load(key, done))
+        return task
+
+    def _finish_load(self, key: Hashable, done: asyncio.Future[bytes | None]) -> None:
+        del self._loading[key]
+        stale = key in self._stale_loads
+        self._stale_loads.discard(key)
+        if done.cancelled() or done.exception() is not None or stale:
+            return
+        self.put(key, done.result())
+
+    def put(self, key: Hashable, value: bytes | None) -> None:
+        ttl = self.ttl if value is not None else self.negative_ttl
+        if ttl <= 0:
+            return
+        self._discard(key)
+        self._entries[key] = (time.monotonic() + ttl, value)
+        self.bytes += _size(value)
+        self._evict()
+
+    def invalidate(self, key: Hashable) -> None:
+        self.stats.invalidations += 1
+        self._discard(key)
+        if key in self._loading:
+            self._stale_loads.add(key)
+
+    def clear(self) -> None:
+        """Drop everything (after a gap in invalidations, when any entry may be stale)."""
+        self._entries.clear()
+        self.bytes = 0
+        self._stale_loads.update(self._loading)
+
+    def _discard(self, key: Hashable) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= _size(entry[1])
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, value) = self._entries.popitem(last=False)
+            self.bytes -= _size(value)
+            self.stats.evictions += 1
+
+
+def _size(value: bytes | None) -> int:
+    return ENTRY_OVERHEAD_BYTES + (len(value) if value is not None else 0)

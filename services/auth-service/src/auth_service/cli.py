@@ -1,0 +1,142 @@
+"""The `auth-service` command: serve, migrate, seed, create-user."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from auth_service.db import migrate
+from auth_service.db.embedded import asyncpg_url, start_embedded
+from auth_service.settings import Settings, load_settings
+
+DEMO_USERS = [
+    ("alice@example.com", "Alice Example", "correct-horse-battery-staple"),
+    ("bob@example.com", "Bob Example", "correct-horse-battery-staple"),
+]
+
+_embedded_server: Any = None  # kept referenced: the embedded server stops when its last user exits
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL, or in development with none, the embedded server's (started if needed)."""
+    global _embedded_server
+    if settings.database_url:
+        return settings.database_url
+    if settings.environment != "development":
+        raise SystemExit("AUTH_DATABASE_URL is required outside development")
+    _embedded_server = start_embedded(settings.data_dir)
+    url = asyncpg_url(_embedded_server)
+    print(f"embedded PostgreSQL under {settings.data_dir.resolve() / 'pg'} ({url})", file=sys.stderr)
+    return url
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    migrate.upgrade(database_url(settings), args.revision)
+    print(f"migrated to {args.revision}")
+
+
+def cmd_seed(settings: Settings, args: argparse.Namespace) -> None:
+    url = database_url(settings)
+    created = asyncio.run(_create_users(settings, url, DEMO_USERS))
+    print(f"demo users: {created} created, {len(DEMO_USERS) - created} already there")
+
+
+def cmd_create_user(settings: Settings, args: argparse.Namespace) -> None:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
+    created = asyncio.run(_create_users(settings, database_url(settings), [(args.email, args.name, password)]))
+    if not created:
+        raise SystemExit(f"{args.email}: a user with this email already exists")
+    print(f"created {args.email}")
+
+
+async def _create_users(settings: Settings, url: str, users: Sequence[tuple[str, str, str]]) -> int:
+    from auth_service.db.engine import Database, build_engine
+    from auth_service.security.passwords import PasswordHasher
+    from auth_service.users.repository import DuplicateEmail, insert_user
+    from auth_service.users.schemas import UserCreate
+
+    db, hasher = Database(build_engine(settings, url)), PasswordHasher(settings)
+    created = 0
+    try:
+        for email, name, password in users:
+            user = UserCreate(email=email, name=name, password=password)
+            try:
+                await insert_user(db, user.email, user.name, await hasher.hash(user.password))
+                created += 1
+            except DuplicateEmail:
+                pass
+    finally:
+        hasher.close()
+        await db.dispose()
+    return created
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    from auth_service.server import build_server
+
+    url = database_url(settings)
+    if args.migrate:
+        migrate.upgrade(url)
+    if args.seed_demo:
+        asyncio.run(_create_users(settings, url, DEMO_USERS))
+    server = build_server(settings, url)
+    if args.banner:
+        _print_banner(settings)
+    server.run()
+
+
+def _print_banner(settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    email, _, password = DEMO_USERS[0]
+    print(
+        f"""
+auth-service on {base}
+  API docs:  {base}/docs
+  try it:
+    TOKEN=$(curl -s -X POST {base}/v1/auth/token -H 'content-type: application/json' \\
+      -d '{{"email":"{email}","password":"{password}"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
+    curl -s {base}/v1/auth/verify -H "Authorization: Bearer $TOKEN"; echo
+""",
+        flush=True,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="auth-service", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the API")
+    serve.add_argument("--migrate", action="store_true", help="migrate to head before serving")
+    serve.add_argument("--seed-demo", action="store_true", help="create the demo users if missing")
+    serve.add_argument("--banner", action="store_true", help="print the docs URL and a try-it command")
+    serve.set_defaults(run=cmd_serve)
+    mig = commands.add_parser("migrate", help="bring the schema to a revision (default: head)")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(run=cmd_migrate)
+    commands.add_parser("seed", help="create the demo users").set_defaults(run=cmd_seed)
+    create = commands.add_parser("create-user", help="create one user")
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    create.set_defaults(run=cmd_create_user)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        raise SystemExit(f"invalid configuration:\n{exc}") from None
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args.run(settings, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Access tokens: JWTs signed with HS256 or EdDSA, a `kid` per key for rotation, the algorithm pinned.
+
+Claims checked on every verification: exp, nbf, iat (each with `token_leeway_seconds` of clock skew,
+default 5 s), aud and iss (exact), sub (present). The header's alg must be the configured one: a
+token signed any other way (`none` included) is refused before its signature is looked at.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+from auth_service.settings import Settings
+
+REQUIRED_CLAIMS = ["exp", "nbf", "iat", "aud", "iss", "sub"]
+
+
+class InvalidToken(Exception):
+    """Any reason a token is not accepted; the reason stays in the logs, never in the answer."""
+
+
+def _verifying_key(algorithm: str, material: str) -> Any:
+    if algorithm == "HS256":
+        return material.encode()
+    if "PRIVATE KEY" in material:
+        private = load_pem_private_key(material.encode(), password=None)
+        if not isinstance(private, Ed25519PrivateKey):
+            raise ValueError("EdDSA keys must be Ed25519")
+        return private.public_key()
+    public = load_pem_public_key(material.encode())
+    if not isinstance(public, Ed25519PublicKey):
+        raise ValueError("EdDSA keys must be Ed25519")
+    return public
+
+
+def _signing_key(algorithm: str, material: str) -> Any:
+    if algorithm == "HS256":
+        return material.encode()
+    return load_pem_private_key(material.encode(), password=None)
+
+
+class TokenService:
+    """Issues tokens with the active key; verifies with any configured key, chosen by `kid`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.algorithm = settings.token_algorithm
+        self.issuer = settings.token_issuer
+        self.audience = settings.token_audience
+        self.ttl = settings.token_ttl_seconds
+        self.leeway = settings.token_leeway_seconds
+        self.active_kid = settings.token_active_kid
+        keys = {kid: secret.get_secret_value() for kid, secret in settings.token_keys.items()}
+        self._signing = _signing_key(self.algorithm, keys[self.active_kid])
+        self._verifying = {kid: _verifying_key(self.algorithm, material) for kid, material in keys.items()}
+
+    def issue(self, subject: str) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": subject,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._signing, algorithm=self.algorithm, headers={"kid": self.active_kid})
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+            kid = header.get("kid")
+            key = self._verifying.get(kid) if isinstance(kid, str) else None
+            if key is None or header.get("alg") != self.algorithm:
+                raise InvalidToken("unknown kid or unexpected alg")
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc

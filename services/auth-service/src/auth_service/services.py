@@ -1,0 +1,89 @@
+"""Every resource of a running service, opened in order at start-up and closed in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.engine import make_url
+
+from auth_service.cache.invalidation import InvalidationListener
+from auth_service.cache.local import LocalCache
+from auth_service.cache.redis_l2 import RedisL2
+from auth_service.db.engine import Database, build_engine
+from auth_service.health import Health
+from auth_service.security.passwords import PasswordHasher
+from auth_service.security.tokens import TokenService
+from auth_service.settings import Settings
+from auth_service.users.store import UserStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    cache: LocalCache
+    l2: RedisL2 | None
+    users: UserStore
+    hasher: PasswordHasher
+    tokens: TokenService
+    listener: InvalidationListener
+    health: Health
+
+
+def driver_dsn(database_url: str) -> str:
+    """The SQLAlchemy URL as a plain libpq-style DSN that asyncpg.connect takes."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, database_url: str, health: Health) -> AsyncIterator[Services]:
+    async with contextlib.AsyncExitStack() as stack:
+        db = Database(build_engine(settings, database_url))
+        stack.push_async_callback(db.dispose)
+        hasher = PasswordHasher(settings)
+        stack.callback(hasher.close)
+        l2 = _open_l2(settings)
+        if l2 is not None:
+            stack.push_async_callback(l2.close)
+        cache = LocalCache(
+            settings.cache_max_entries,
+            settings.cache_max_bytes,
+            settings.cache_ttl_seconds,
+            settings.cache_negative_ttl_seconds,
+        )
+        users = UserStore(db, cache, l2)
+        listener = InvalidationListener(
+            driver_dsn(database_url),
+            on_change=users.forget_locally,
+            on_gap=cache.clear,
+            reconnect_delay=settings.invalidation_reconnect_seconds,
+        )
+        listening = asyncio.create_task(listener.run(), name="invalidation-listener")
+        stack.push_async_callback(_cancel, listening)
+        # Start coherent when the database is up; do not wait long when it is not (readiness says so).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listener.connected.wait(), settings.db_connect_timeout_seconds)
+        yield Services(settings, db, cache, l2, users, hasher, TokenService(settings), listener, health)
+
+
+def _open_l2(settings: Settings) -> RedisL2 | None:
+    if not settings.redis_url:
+        return None
+    return RedisL2.from_url(
+        settings.redis_url,
+        ttl=settings.cache_ttl_seconds,
+        timeout=settings.redis_timeout_seconds,
+        retry_after=settings.redis_retry_after_seconds,
+    )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,154 @@
+"""The one settings object: environment variables (prefix AUTH_), an optional YAML file, defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "AUTH_"
+CONFIG_FILE_ENV = "AUTH_CONFIG_FILE"
+
+# Known only so that they can be refused outside development.
+DEV_SIGNING_KEY = "dev-only-signing-key-not-for-production-0123456789"
+PLACEHOLDER_SECRETS = frozenset({DEV_SIGNING_KEY, "changeme", "change-me", "secret", "CHANGE_ME", ""})
+
+# OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
+OWASP_MIN_MEMORY_KIB = 19 * 1024
+OWASP_MIN_TIME_COST = 2
+
+
+class Settings(BaseSettings):
+    """Validated configuration of one service process. Build it from values in tests."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+
+    # --- HTTP server
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_in_flight: int = Field(1024, ge=1, description="Requests served at once per process; beyond, 503")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger request bodies get 413")
+    retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with every 503")
+    drain_delay_seconds: float = Field(5.0, ge=0, description="Readiness 503 before accepting stops")
+    graceful_timeout_seconds: float = Field(20.0, ge=0, description="Bound on finishing in-flight requests")
+
+    # --- PostgreSQL
+    database_url: str | None = Field(None, description="Empty: an embedded PostgreSQL under data_dir")
+    data_dir: Path = Path(".data")
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(5, ge=0)
+    db_pool_acquire_timeout_seconds: float = Field(1.0, gt=0)
+    db_connect_timeout_seconds: float = Field(2.0, gt=0)
+    db_statement_timeout_ms: int = Field(2000, ge=1)
+    db_pool_recycle_seconds: int = Field(1800, ge=1)
+
+    # --- Cache (L1 in-process, optional L2 in Redis)
+    cache_max_entries: int = Field(100_000, ge=1)
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    cache_ttl_seconds: float = Field(30.0, gt=0, description="Also the staleness bound if NOTIFY is lost")
+    cache_negative_ttl_seconds: float = Field(2.0, ge=0)
+    invalidation_reconnect_seconds: float = Field(1.0, gt=0)
+    redis_url: str | None = None
+    redis_timeout_seconds: float = Field(0.05, gt=0)
+    redis_retry_after_seconds: float = Field(5.0, gt=0, description="How long Redis is skipped after a fault")
+
+    # --- Passwords (argon2id)
+    password_min_length: int = Field(8, ge=8)
+    password_max_length: int = Field(1024, ge=64, le=4096)
+    argon2_time_cost: int = Field(OWASP_MIN_TIME_COST, ge=1)
+    argon2_memory_kib: int = Field(OWASP_MIN_MEMORY_KIB, ge=8)
+    argon2_parallelism: int = Field(1, ge=1)
+    hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    hash_queue_max: int = Field(32, ge=0, description="Hashes waiting beyond the workers; beyond, 503")
+
+    # --- Tokens
+    token_algorithm: Literal["HS256", "EdDSA"] = "HS256"
+    token_keys: dict[str, SecretStr] = Field(
+        default_factory=lambda: {"dev-1": SecretStr(DEV_SIGNING_KEY)},
+        description="kid -> HS256 secret or Ed25519 private key (PEM); verifying keys for rotation",
+    )
+    token_active_kid: str = "dev-1"
+    token_issuer: str = "auth-service"
+    token_audience: str = "auth-service-clients"
+    token_ttl_seconds: int = Field(900, ge=10)
+    token_leeway_seconds: int = Field(5, ge=0, le=300, description="Clock skew allowed on exp, nbf, iat")
+
+    # --- Users
+    batch_max_users: int = Field(1000, ge=1)
+
+    # --- Runtime
+    gc_freeze: bool = True
+    gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
+    seed_demo_users: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Values given > environment > the YAML file named by AUTH_CONFIG_FILE (a mounted ConfigMap)."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ValueError(f"{CONFIG_FILE_ENV}={config_file!r}: no such file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_dsn(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.token_active_kid not in self.token_keys:
+            raise ValueError(f"token_active_kid {self.token_active_kid!r} is not among token_keys")
+        if self.password_max_length < self.password_min_length:
+            raise ValueError("password_max_length is smaller than password_min_length")
+        if self.environment != "development":
+            self._refuse_development_defaults()
+        return self
+
+    def _refuse_development_defaults(self) -> None:
+        for kid, key in self.token_keys.items():
+            if key.get_secret_value() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"token key {kid!r} is a placeholder; set AUTH_TOKEN_KEYS outside development")
+            if self.token_algorithm == "HS256" and len(key.get_secret_value().encode()) < 32:
+                raise ValueError(f"token key {kid!r}: HS256 secrets need at least 32 bytes")
+        if self.argon2_memory_kib < OWASP_MIN_MEMORY_KIB or self.argon2_time_cost < OWASP_MIN_TIME_COST:
+            raise ValueError("argon2 parameters below the OWASP minimum (m=19 MiB, t=2) outside development")
+        if self.environment == "production" and not self.database_url:
+            raise ValueError("AUTH_DATABASE_URL is required in production (the embedded database is for dev)")
+
+    @property
+    def hash_capacity(self) -> int:
+        """Hashes admitted at once: running plus queued."""
+        return self.hash_workers + self.hash_queue_max
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and config file, with explicit overrides on top."""
+    return Settings(**overrides)

@@ -1,0 +1,114 @@
+"""SQL for users: prepared asyncpg statements for the hot reads, SQLAlchemy Core for the writes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import exc as sa_exc
+
+from auth_service.db.engine import Database
+from auth_service.db.schema import users
+
+_PUBLIC = "id, email, name, created_at, updated_at"
+# asyncpg prepares each text once per connection and keeps it in its statement cache.
+SELECT_USER = f"SELECT {_PUBLIC} FROM users WHERE id = $1"  # noqa: S608 - constant columns
+SELECT_CREDENTIALS = "SELECT id, password_hash FROM users WHERE lower(email) = lower($1)"
+SELECT_TAKEN_EMAILS = "SELECT lower(email) FROM users WHERE lower(email) = ANY($1::text[])"
+# One statement, one round trip, for a whole batch.
+INSERT_MANY = (
+    "INSERT INTO users (id, email, name, password_hash) "  # noqa: S608 - constant columns
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) "
+    f"RETURNING {_PUBLIC}"
+)
+PUBLIC_COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.created_at, users.c.updated_at)
+
+
+class DuplicateEmail(Exception):
+    """The email (compared without case) belongs to another user."""
+
+
+def _is_unique_violation(exc: sa_exc.DBAPIError) -> bool:
+    return isinstance(getattr(exc.orig, "__cause__", None), asyncpg.UniqueViolationError)
+
+
+async def fetch_user(db: Database, user_id: uuid.UUID) -> asyncpg.Record | None:
+    async with db.driver_connection() as conn:
+        return await conn.fetchrow(SELECT_USER, user_id)
+
+
+async def fetch_credentials(db: Database, email: str) -> asyncpg.Record | None:
+    async with db.driver_connection() as conn:
+        return await conn.fetchrow(SELECT_CREDENTIALS, email)
+
+
+async def insert_user(db: Database, email: str, name: str, password_hash: str) -> Mapping[str, Any]:
+    statement = (
+        insert(users)
+        .values(id=uuid.uuid4(), email=email, name=name, password_hash=password_hash)
+        .returning(*PUBLIC_COLUMNS)
+    )
+    try:
+        async with db.transaction() as conn:
+            return (await conn.execute(statement)).mappings().one()
+    except sa_exc.IntegrityError as exc:
+        if _is_unique_violation(exc):
+            raise DuplicateEmail(email) from exc
+        raise
+
+
+async def taken_emails(db: Database, emails: Sequence[str]) -> set[str]:
+    """Which of these emails (lower-cased) are already taken."""
+    async with db.driver_connection() as conn:
+        return {row[0] for row in await conn.fetch(SELECT_TAKEN_EMAILS, [e.lower() for e in emails])}
+
+
+async def insert_users(db: Database, rows: Sequence[tuple[str, str, str]]) -> list[asyncpg.Record]:
+    """Insert (email, name, password_hash) rows all together or not at all."""
+    ids = [uuid.uuid4() for _ in rows]
+    emails, names, hashes = (list(column) for column in zip(*rows, strict=True))
+    try:
+        async with db.driver_connection() as conn, conn.transaction():
+            return list(await conn.fetch(INSERT_MANY, ids, emails, names, hashes))
+    except asyncpg.UniqueViolationError as exc:
+        raise DuplicateEmail("") from exc
+
+
+async def update_user(db: Database, user_id: uuid.UUID, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    statement = (
+        update(users)
+        .where(users.c.id == user_id)
+        .values(**changes, updated_at=func.now())
+        .returning(*PUBLIC_COLUMNS)
+    )
+    try:
+        async with db.transaction() as conn:
+            return (await conn.execute(statement)).mappings().one_or_none()
+    except sa_exc.IntegrityError as exc:
+        if _is_unique_violation(exc):
+            raise DuplicateEmail(str(changes.get("email", ""))) from exc
+        raise
+
+
+async def replace_password_hash(db: Database, user_id: uuid.UUID, old_hash: str, new_hash: str) -> None:
+    """Swap the hash only if nobody changed it meanwhile (a rehash must not undo a password change)."""
+    statement = (
+        update(users)
+        .where(users.c.id == user_id, users.c.password_hash == old_hash)
+        .values(password_hash=new_hash)
+    )
+    async with db.transaction() as conn:
+        await conn.execute(statement)
+
+
+async def delete_user(db: Database, user_id: uuid.UUID) -> bool:
+    async with db.transaction() as conn:
+        return (await conn.execute(delete(users).where(users.c.id == user_id))).rowcount == 1
+
+
+async def count_users(db: Database) -> int:
+    async with db.transaction() as conn:
+        return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())

@@ -1,0 +1,73 @@
+"""Users as the routes see them: cached reads (L1, then Redis, then PostgreSQL) and invalidating writes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from auth_service.cache.local import LocalCache
+from auth_service.cache.redis_l2 import RedisL2
+from auth_service.db.engine import Database
+from auth_service.users import repository
+from auth_service.users.schemas import encode_user
+
+
+class UserStore:
+    """The one place that knows a user may be cached, and drops it wherever it changes."""
+
+    def __init__(self, db: Database, cache: LocalCache, l2: RedisL2 | None = None) -> None:
+        self.db = db
+        self.cache = cache
+        self.l2 = l2
+
+    async def get_json(self, user_id: uuid.UUID) -> bytes | None:
+        """The user's response bytes, or None when there is no such user."""
+        return await self.cache.get_or_load(user_id, lambda: self._load(user_id))
+
+    async def _load(self, user_id: uuid.UUID) -> bytes | None:
+        if self.l2 is not None:
+            shared = await self.l2.get(user_id)
+            if shared is not None:
+                return shared
+        row = await repository.fetch_user(self.db, user_id)
+        if row is None:
+            return None
+        encoded = encode_user(row)
+        if self.l2 is not None:
+            await self.l2.set(user_id, encoded)
+        return encoded
+
+    async def create(self, email: str, name: str, password_hash: str) -> Mapping[str, Any]:
+        return await repository.insert_user(self.db, email, name, password_hash)
+
+    async def create_many(self, rows: Sequence[tuple[str, str, str]]) -> list[Any]:
+        return await repository.insert_users(self.db, rows)
+
+    async def taken_emails(self, emails: Sequence[str]) -> set[str]:
+        return await repository.taken_emails(self.db, emails)
+
+    async def update(self, user_id: uuid.UUID, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        try:
+            return await repository.update_user(self.db, user_id, changes)
+        finally:
+            await self.forget(user_id)
+
+    async def delete(self, user_id: uuid.UUID) -> bool:
+        try:
+            return await repository.delete_user(self.db, user_id)
+        finally:
+            await self.forget(user_id)
+
+    async def forget(self, user_id: uuid.UUID) -> None:
+        """Drop this replica's copy and the shared one; other replicas hear of it through NOTIFY."""
+        self.cache.invalidate(user_id)
+        if self.l2 is not None:
+            await self.l2.delete(user_id)
+
+    def forget_locally(self, payload: str) -> None:
+        """A NOTIFY from the database: another writer changed this user."""
+        try:
+            self.cache.invalidate(uuid.UUID(payload))
+        except ValueError:
+            return
