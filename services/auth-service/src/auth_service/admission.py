@@ -40,11 +40,15 @@ class AdmissionMiddleware:
             return
         if self.in_flight >= self.max_in_flight:
             self.rejected += 1
-            await _reply(send, 503, b"overloaded", b"too many requests in flight", [(b"retry-after", self.retry_after.encode())])
+            await _reply(
+                send, 503, b"overloaded", b"too many requests in flight", [(b"retry-after", self.retry_after.encode())]
+            )
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await _reply(send, 413, b"payload_too_large", f"the request body is larger than {self.max_body_bytes} bytes".encode())
+            await _reply(
+                send, 413, b"payload_too_large", f"the request body is larger than {self.max_body_bytes} bytes".encode()
+            )
             return
         self.in_flight += 1
         try:
@@ -81,7 +85,9 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _reply(send: Send, status: int, code: bytes, message: bytes, extra: list[tuple[bytes, Any]] | None = None) -> None:
+async def _reply(
+    send: Send, status: int, code: bytes, message: bytes, extra: list[tuple[bytes, Any]] | None = None
+) -> None:
     body = error_body(code.decode(), message.decode())
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})

@@ -38,7 +38,10 @@ def database_url(settings: Settings) -> str:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
-    migrate.upgrade(database_url(settings), args.revision)
+    if args.downgrade:
+        migrate.downgrade(database_url(settings), args.revision)
+    else:
+        migrate.upgrade(database_url(settings), args.revision)
     print(f"migrated to {args.revision}")
 
 
@@ -86,10 +89,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         migrate.upgrade(url)
     if args.seed_demo:
         asyncio.run(_create_users(settings, url, DEMO_USERS))
-    server = build_server(settings, url)
-    if args.banner:
-        _print_banner(settings)
-    server.run()
+    banner = (lambda: _print_banner(settings)) if args.banner else None
+    build_server(settings, url, on_started=banner).run()
 
 
 def _print_banner(settings: Settings) -> None:
@@ -101,7 +102,8 @@ auth-service on {base}
   API docs:  {base}/docs
   try it:
     TOKEN=$(curl -s -X POST {base}/v1/auth/token -H 'content-type: application/json' \\
-      -d '{{"email":"{email}","password":"{password}"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
+      -d '{{"email":"{email}","password":"{password}"}}' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
     curl -s {base}/v1/auth/verify -H "Authorization: Bearer $TOKEN"; echo
 """,
         flush=True,
@@ -118,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
     mig = commands.add_parser("migrate", help="bring the schema to a revision (default: head)")
     mig.add_argument("revision", nargs="?", default="head")
+    mig.add_argument("--downgrade", action="store_true", help="go down to the revision (e.g. base)")
     mig.set_defaults(run=cmd_migrate)
     commands.add_parser("seed", help="create the demo users").set_defaults(run=cmd_seed)
     create = commands.add_parser("create-user", help="create one user")
@@ -135,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValidationError as exc:
         raise SystemExit(f"invalid configuration:\n{exc}") from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it narrates every command at INFO
     args.run(settings, args)
 
 

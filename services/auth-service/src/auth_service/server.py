@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -27,11 +28,23 @@ log = logging.getLogger(__name__)
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose first exit signal drains before it stops accepting."""
 
-    def __init__(self, config: uvicorn.Config, health: Health, drain_delay: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        health: Health,
+        drain_delay: float,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.health = health
         self.drain_delay = drain_delay
+        self.on_started = on_started
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        await super().startup(sockets)
+        if self.on_started is not None and self.started:
+            self.on_started()
 
     async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
         self._loop = asyncio.get_running_loop()
@@ -54,12 +67,14 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def build_server(settings: Settings, database_url: str | None = None, port: int | None = None) -> DrainingServer:
+def build_server(
+    settings: Settings, database_url: str | None = None, on_started: Callable[[], None] | None = None
+) -> DrainingServer:
     app = create_app(settings, database_url)
     config = uvicorn.Config(
         app,
         host=settings.host,
-        port=settings.port if port is None else port,
+        port=settings.port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -69,4 +84,4 @@ def build_server(settings: Settings, database_url: str | None = None, port: int 
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         log_level=settings.log_level.lower(),
     )
-    return DrainingServer(config, app.state.health, settings.drain_delay_seconds)
+    return DrainingServer(config, app.state.health, settings.drain_delay_seconds, on_started)

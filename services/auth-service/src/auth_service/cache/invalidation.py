@@ -18,6 +18,9 @@ from auth_service.db.schema import INVALIDATION_CHANNEL
 
 log = logging.getLogger(__name__)
 
+# How the listener's connection shows in pg_stat_activity.
+LISTENER_APPLICATION_NAME = "auth-service-listener"
+
 
 class InvalidationListener:
     """Runs until stopped: connect, LISTEN, watch the connection, reconnect after a pause."""
@@ -43,7 +46,7 @@ class InvalidationListener:
         while True:
             try:
                 await self._listen_once()
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("invalidation listener lost its connection: %r", exc)
             if self.connected.is_set():
                 self.connected.clear()
@@ -52,7 +55,9 @@ class InvalidationListener:
             self.reconnects += 1
 
     async def _listen_once(self) -> None:
-        conn = await asyncpg.connect(self.dsn, timeout=self.keepalive)
+        conn = await asyncpg.connect(
+            self.dsn, timeout=self.keepalive, server_settings={"application_name": LISTENER_APPLICATION_NAME}
+        )
         try:
             await conn.add_listener(INVALIDATION_CHANNEL, self._notified)
             # Anything changed before LISTEN took effect could have been missed.
@@ -72,6 +77,6 @@ class InvalidationListener:
                 # A connection that died without a FIN (a partition, a killed host) shows up here.
                 await conn.fetchval("SELECT 1", timeout=self.keepalive)
 
-    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+    def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         self.received += 1
-        self.on_change(payload)
+        self.on_change(str(payload))

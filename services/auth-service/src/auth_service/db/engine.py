@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -67,7 +67,7 @@ def is_unavailability(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         cause = exc.orig.__cause__ if exc.orig is not None else None
-        return isinstance(cause, CONNECTION_ERRORS + (asyncpg.QueryCanceledError,))
+        return isinstance(cause, (*CONNECTION_ERRORS, asyncpg.QueryCanceledError))
     return isinstance(exc, CONNECTION_ERRORS)
 
 
@@ -105,7 +105,7 @@ class Database:
         with translate_db_errors():
             pooled = await self.engine.raw_connection()
             try:
-                yield pooled.driver_connection
+                yield cast(asyncpg.Connection, pooled.driver_connection)
             except CONNECTION_ERRORS:
                 await greenlet_spawn(pooled.invalidate)
                 raise
@@ -123,4 +123,3 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-

@@ -18,7 +18,6 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-
 )
 # Emails are unique regardless of case; the original spelling is kept for display.
 Index("users_email_lower_key", text("lower(email)"), unique=True, _table=users)

@@ -18,7 +18,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_async_engine(config.get_main_option("sqlalchemy.url", ""))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import RowMapping
 
 from auth_service.db.engine import Database
 from auth_service.db.schema import users
@@ -45,7 +46,7 @@ async def fetch_credentials(db: Database, email: str) -> asyncpg.Record | None:
         return await conn.fetchrow(SELECT_CREDENTIALS, email)
 
 
-async def insert_user(db: Database, email: str, name: str, password_hash: str) -> Mapping[str, Any]:
+async def insert_user(db: Database, email: str, name: str, password_hash: str) -> RowMapping:
     statement = (
         insert(users)
         .values(id=uuid.uuid4(), email=email, name=name, password_hash=password_hash)
@@ -77,12 +78,9 @@ async def insert_users(db: Database, rows: Sequence[tuple[str, str, str]]) -> li
         raise DuplicateEmail("") from exc
 
 
-async def update_user(db: Database, user_id: uuid.UUID, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
+async def update_user(db: Database, user_id: uuid.UUID, changes: Mapping[str, Any]) -> RowMapping | None:
     statement = (
-        update(users)
-        .where(users.c.id == user_id)
-        .values(**changes, updated_at=func.now())
-        .returning(*PUBLIC_COLUMNS)
+        update(users).where(users.c.id == user_id).values(**changes, updated_at=func.now()).returning(*PUBLIC_COLUMNS)
     )
     try:
         async with db.transaction() as conn:
@@ -96,9 +94,7 @@ async def update_user(db: Database, user_id: uuid.UUID, changes: Mapping[str, An
 async def replace_password_hash(db: Database, user_id: uuid.UUID, old_hash: str, new_hash: str) -> None:
     """Swap the hash only if nobody changed it meanwhile (a rehash must not undo a password change)."""
     statement = (
-        update(users)
-        .where(users.c.id == user_id, users.c.password_hash == old_hash)
-        .values(password_hash=new_hash)
+        update(users).where(users.c.id == user_id, users.c.password_hash == old_hash).values(password_hash=new_hash)
     )
     async with db.transaction() as conn:
         await conn.execute(statement)

@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.engine import RowMapping
+
 from auth_service.cache.local import LocalCache
 from auth_service.cache.redis_l2 import RedisL2
 from auth_service.db.engine import Database
@@ -38,7 +40,7 @@ class UserStore:
             await self.l2.set(user_id, encoded)
         return encoded
 
-    async def create(self, email: str, name: str, password_hash: str) -> Mapping[str, Any]:
+    async def create(self, email: str, name: str, password_hash: str) -> RowMapping:
         return await repository.insert_user(self.db, email, name, password_hash)
 
     async def create_many(self, rows: Sequence[tuple[str, str, str]]) -> list[Any]:
@@ -47,7 +49,7 @@ class UserStore:
     async def taken_emails(self, emails: Sequence[str]) -> set[str]:
         return await repository.taken_emails(self.db, emails)
 
-    async def update(self, user_id: uuid.UUID, changes: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    async def update(self, user_id: uuid.UUID, changes: Mapping[str, Any]) -> RowMapping | None:
         try:
             return await repository.update_user(self.db, user_id, changes)
         finally:

@@ -1,0 +1,72 @@
+"""Graceful shutdown, in its order: not ready, drain, stop accepting, finish in flight, close resources."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from auth_service.services import driver_dsn
+from tests.utils.app import RunningApp, assert_error, create_user, serve
+
+DRAIN = 0.6
+
+
+async def login_all(app: RunningApp, user: dict[str, Any], count: int) -> list[int]:
+    credentials = {"email": user["email"], "password": user["password"]}
+    async with httpx.AsyncClient(base_url=app.url, timeout=10) as fresh:
+        answers = await asyncio.gather(*(fresh.post("/v1/auth/token", json=credentials) for _ in range(count)))
+    return [answer.status_code for answer in answers]
+
+
+async def test_sigterm_drains_then_finishes_in_flight_requests_then_closes(
+    settings_for: Any,
+) -> None:
+    async with serve(settings_for(drain_delay_seconds=DRAIN, hash_workers=1, hash_queue_max=16)) as app:
+        user = await create_user(app.client)
+        signalled_at = time.monotonic()
+        app.server.handle_exit(signal.SIGTERM, None)
+        await asyncio.sleep(0.05)
+
+        # 1. Readiness says 503 at once, while the instance still serves everything else.
+        assert_error(await app.client.get("/readyz"), 503, "draining")
+        assert (await app.client.get(f"/v1/users/{user['id']}")).status_code == 200
+
+        # 2-4. Requests still arriving near the end of the drain are finished after accepting stops.
+        await asyncio.sleep(DRAIN - 0.2)
+        in_flight = asyncio.create_task(login_all(app, user, 6))
+        await asyncio.wait_for(asyncio.shield(app.task), 15)
+        assert time.monotonic() - signalled_at >= DRAIN
+        assert await in_flight == [200] * 6
+
+        # Accepting has stopped.
+        with pytest.raises(httpx.ConnectError):
+            await httpx.AsyncClient().get(f"{app.url}/healthz")
+
+        # 5. The lifespan closed the listener, the hashing pool and the database pool.
+        assert await service_backends(app) == 0
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await app.services.hasher.hash("after-shutdown")
+
+
+async def service_backends(app: RunningApp) -> int:
+    """Connections of the service (pool and listener) still open on its database, after a short grace."""
+    dsn = driver_dsn(app.services.settings.database_url or "")
+    conn = await asyncpg.connect(dsn)
+    try:
+        for _ in range(40):
+            count = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name LIKE 'auth-service%' AND pid <> pg_backend_pid()"
+            )
+            if count == 0:
+                return 0
+            await asyncio.sleep(0.05)
+        return int(count)
+    finally:
+        await conn.close()
