@@ -58,6 +58,7 @@ async def open_services(settings: Settings, database_url: str, health: Health) -
             settings.cache_negative_ttl_seconds,
         )
         users = UserStore(db, cache, l2)
+        stack.push_async_callback(users.close)
         listener = InvalidationListener(
             driver_dsn(database_url),
             on_change=users.forget_locally,

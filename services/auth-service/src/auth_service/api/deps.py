@@ -21,11 +21,10 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 def bearer_token(request: Request) -> str:
     """The token of an `Authorization: Bearer ...` header, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    parts = request.headers.get("authorization", "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "bearer":
         raise unauthorized("a bearer token is required")
-    return token.strip()
+    return parts[1].strip()
 
 
 def verified_claims(request: Request) -> dict[str, Any]:

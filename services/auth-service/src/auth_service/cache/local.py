@@ -41,8 +41,9 @@ class LocalCache:
         self.bytes = 0
         self._entries: OrderedDict[Hashable, tuple[float, bytes | None]] = OrderedDict()
         self._loading: dict[Hashable, asyncio.Future[bytes | None]] = {}
-        # Keys invalidated while their load was running: the loaded value may predate the change.
-        self._stale_loads: set[Hashable] = set()
+        # Loads overtaken by an invalidation: their value may predate the change, so it is not stored,
+        # and callers that come after the invalidation start a load of their own instead of joining.
+        self._stale_loads: set[asyncio.Future[bytes | None]] = set()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -79,9 +80,10 @@ class LocalCache:
         return task
 
     def _finish_load(self, key: Hashable, done: asyncio.Future[bytes | None]) -> None:
-        del self._loading[key]
-        stale = key in self._stale_loads
-        self._stale_loads.discard(key)
+        if self._loading.get(key) is done:
+            del self._loading[key]
+        stale = done in self._stale_loads
+        self._stale_loads.discard(done)
         if done.cancelled() or done.exception() is not None or stale:
             return
         self.put(key, done.result())
@@ -98,14 +100,16 @@ class LocalCache:
     def invalidate(self, key: Hashable) -> None:
         self.stats.invalidations += 1
         self._discard(key)
-        if key in self._loading:
-            self._stale_loads.add(key)
+        overtaken = self._loading.pop(key, None)
+        if overtaken is not None:
+            self._stale_loads.add(overtaken)
 
     def clear(self) -> None:
         """Drop everything (after a gap in invalidations, when any entry may be stale)."""
         self._entries.clear()
         self.bytes = 0
-        self._stale_loads.update(self._loading)
+        self._stale_loads.update(self._loading.values())
+        self._loading.clear()
 
     def _discard(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)

