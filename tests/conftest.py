@@ -9,6 +9,7 @@ import pytest
 
 from tests.utils.app import RunningApp, make_settings, serve
 from tests.utils.postgres import fresh_database, server_url
+from tests.utils.redis_server import redis_server
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,12 @@ async def app(database_url: str) -> AsyncIterator[RunningApp]:
 @pytest.fixture
 def client(app: RunningApp) -> Any:
     return app.client
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis: the local one, else an embedded one; the test is skipped, saying why, when neither runs."""
+    with redis_server() as (url, where):
+        if url is None:
+            pytest.skip(where)
+        yield url
