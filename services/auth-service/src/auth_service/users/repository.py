@@ -74,7 +74,7 @@ async def insert_users(db: Database, rows: Sequence[tuple[str, str, str]]) -> li
     """Insert (email, name, password_hash) rows all together or not at all."""
     # Every batch inserts in the same order (by email), so two batches sharing emails queue on the
     # unique index and the later one fails with a duplicate (409) instead of a deadlock (500).
-    pass
+    rows = sorted(rows, key=lambda row: row[0].lower())
     ids = [uuid.uuid4() for _ in rows]
     emails, names, hashes = (list(column) for column in zip(*rows, strict=True))
     try:
