@@ -85,6 +85,10 @@ def wait_until_ready(base: str) -> None:
     raise AssertionError(f"{base} never became ready")
 
 
+def run_cli(*arguments: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *arguments], input=stdin, env=env, capture_output=True, text=True, timeout=60)
+
+
 def stop(process: subprocess.Popen[str]) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout=30)
@@ -128,32 +132,10 @@ def assert_try_it_command_works(banner: list[str]) -> None:
 def test_create_user_reads_the_password_from_stdin(database_url: str) -> None:
     email = unique_email("cli")
     env = cli_env(AUTH_DATABASE_URL=database_url)
-    command = [
-        CLI,
-        "create-user",
-        "--email",
-        email,
-        "--name",
-        "From CLI",
-        "--password-stdin",
-    ]
-    first = subprocess.run(
-        command,
-        input="cli-password-123\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    command = ["create-user", "--email", email, "--name", "From CLI", "--password-stdin"]
+    first = run_cli(*command, env=env, stdin="cli-password-123\n")
     assert first.returncode == 0, first.stderr
-    again = subprocess.run(
-        command,
-        input="cli-password-123\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = run_cli(*command, env=env, stdin="cli-password-123\n")
     assert again.returncode != 0 and "already exists" in again.stderr
     assert asyncio.run(stored_hash(database_url, email)).startswith("$argon2id$")
 
@@ -165,13 +147,7 @@ def test_migrate_goes_down_to_base_and_back_to_head(pg_server: str) -> None:
             (["--downgrade", "base"], False),
             (["head"], True),
         ):
-            run = subprocess.run(
-                [CLI, "migrate", *arguments],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            run = run_cli("migrate", *arguments, env=env)
             assert run.returncode == 0, run.stderr
             assert asyncio.run(has_users_table(url)) is expect_table
 
