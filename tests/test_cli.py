@@ -33,6 +33,7 @@ def free_port() -> int:
 
 def cli_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
+    env["AUTH_ADMIN_PORT"] = "0"  # never collide with another instance's admin port
     env.update(values)
     return env
 

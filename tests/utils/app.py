@@ -32,6 +32,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "graceful_timeout_seconds": 2.0,
         "hash_workers": 2,
         "gc_freeze": False,
+        "admin_port": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -6,6 +6,7 @@ one counter costs a fraction of what a middleware with its own task and streams 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -26,8 +27,16 @@ class BodyTooLarge(HTTPException):
 
 
 class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp, max_in_flight: int, max_body_bytes: int, retry_after: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int,
+        max_body_bytes: int,
+        retry_after: int,
+        on_reject: Callable[[str], None] = lambda reason: None,
+    ) -> None:
         self.app = app
+        self.on_reject = on_reject
         self.max_in_flight = max_in_flight
         self.max_body_bytes = max_body_bytes
         self.retry_after = str(retry_after)
@@ -40,12 +49,14 @@ class AdmissionMiddleware:
             return
         if self.in_flight >= self.max_in_flight:
             self.rejected += 1
+            self.on_reject("overloaded")
             await _reply(
                 send, 503, b"overloaded", b"too many requests in flight", [(b"retry-after", self.retry_after.encode())]
             )
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
+            self.on_reject("body_too_large")
             await _reply(
                 send, 413, b"payload_too_large", f"the request body is larger than {self.max_body_bytes} bytes".encode()
             )

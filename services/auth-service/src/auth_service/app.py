@@ -13,6 +13,8 @@ from auth_service.admission import AdmissionMiddleware
 from auth_service.api.main import api_router
 from auth_service.errors import install_error_handlers
 from auth_service.health import Health
+from auth_service.observability.middleware import TelemetryMiddleware
+from auth_service.observability.telemetry import Telemetry
 from auth_service.runtime import tune_gc
 from auth_service.services import open_services
 from auth_service.settings import Settings
@@ -23,11 +25,16 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     url = database_url or settings.database_url
     if not url:
         raise ValueError("no database URL: set AUTH_DATABASE_URL or start the embedded database")
-    health = Health()
+    health, telemetry = Health(), Telemetry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with open_services(settings, url, health) as services:
+        # Entered in this order and left in reverse: telemetry is flushed last.
+        async with (
+            telemetry.tracing(),
+            open_services(settings, url, health, telemetry) as services,
+            telemetry.serving(services),
+        ):
             app.state.services = services
             tune_gc(settings)
             yield {"services": services}
@@ -39,6 +46,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.health = health
+    app.state.telemetry = telemetry
     install_error_handlers(app)
     app.include_router(api_router)
     app.add_middleware(
@@ -46,5 +54,8 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after_seconds,
+        on_reject=lambda reason: telemetry.metrics.rejected.labels(reason).inc(),
     )
+    # Outermost: requests refused at the door are measured and traced too.
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
     return app

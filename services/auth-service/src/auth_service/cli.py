@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 
 from auth_service.db import migrate
 from auth_service.db.embedded import asyncpg_url, start_embedded
+from auth_service.observability.logs import configure_logging
 from auth_service.settings import Settings, load_settings
 
 DEMO_USERS = [
@@ -137,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
     except ValidationError as exc:
         raise SystemExit(f"invalid configuration:\n{exc}") from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it narrates every command at INFO
+    configure_logging(settings)
     args.run(settings, args)
 
 

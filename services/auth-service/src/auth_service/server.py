@@ -83,5 +83,6 @@ def build_server(
         backlog=4096,
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         log_level=settings.log_level.lower(),
+        log_config=None,  # the service's own (JSON) logging, configured by the CLI
     )
     return DrainingServer(config, app.state.health, settings.drain_delay_seconds, on_started)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy.engine import make_url
 
 from auth_service.cache.invalidation import InvalidationListener
@@ -15,6 +16,7 @@ from auth_service.cache.local import LocalCache
 from auth_service.cache.redis_l2 import RedisL2
 from auth_service.db.engine import Database, build_engine
 from auth_service.health import Health
+from auth_service.observability.telemetry import Telemetry
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.tokens import TokenService
 from auth_service.settings import Settings
@@ -34,6 +36,7 @@ class Services:
     tokens: TokenService
     listener: InvalidationListener
     health: Health
+    telemetry: Telemetry
 
 
 def driver_dsn(database_url: str) -> str:
@@ -42,11 +45,14 @@ def driver_dsn(database_url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings, database_url: str, health: Health) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, database_url: str, health: Health, telemetry: Telemetry
+) -> AsyncIterator[Services]:
+    metrics, tracer = telemetry.metrics, telemetry.tracer
     async with contextlib.AsyncExitStack() as stack:
-        db = Database(build_engine(settings, database_url))
+        db = Database(build_engine(settings, database_url), metrics.db_acquire_wait)
         stack.push_async_callback(db.dispose)
-        hasher = PasswordHasher(settings)
+        hasher = PasswordHasher(settings, tracer, metrics.hash_wait)
         stack.callback(hasher.close)
         l2 = _open_l2(settings)
         if l2 is not None:
@@ -57,7 +63,7 @@ async def open_services(settings: Settings, database_url: str, health: Health) -
             settings.cache_ttl_seconds,
             settings.cache_negative_ttl_seconds,
         )
-        users = UserStore(db, cache, l2)
+        users = UserStore(db, cache, l2, tracer)
         stack.push_async_callback(users.close)
         listener = InvalidationListener(
             driver_dsn(database_url),
@@ -65,12 +71,15 @@ async def open_services(settings: Settings, database_url: str, health: Health) -
             on_gap=cache.clear,
             reconnect_delay=settings.invalidation_reconnect_seconds,
         )
-        listening = asyncio.create_task(listener.run(), name="invalidation-listener")
+        # Its keepalive queries are housekeeping, not requests: no spans for them.
+        with suppress_instrumentation():
+            listening = asyncio.create_task(listener.run(), name="invalidation-listener")
         stack.push_async_callback(_cancel, listening)
         # Start coherent when the database is up; do not wait long when it is not (readiness says so).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.connected.wait(), settings.db_connect_timeout_seconds)
-        yield Services(settings, db, cache, l2, users, hasher, TokenService(settings), listener, health)
+        tokens = TokenService(settings)
+        yield Services(settings, db, cache, l2, users, hasher, tokens, listener, health, telemetry)
 
 
 def _open_l2(settings: Settings) -> RedisL2 | None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,12 +24,18 @@ PLACEHOLDER_SECRETS = frozenset({DEV_SIGNING_KEY, "changeme", "change-me", "secr
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 OWASP_MIN_MEMORY_KIB = 19 * 1024
 OWASP_MIN_TIME_COST = 2
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def otel(name: str, default: Any, **constraints: Any) -> Any:
+    """A field read from the standard OpenTelemetry variable NAME (no AUTH_ prefix), or given by field name."""
+    return Field(default, validation_alias=AliasChoices(name.lower(), name), **constraints)
 
 
 class Settings(BaseSettings):
     """Validated configuration of one service process. Build it from values in tests."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True, populate_by_name=True)
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
@@ -87,6 +93,44 @@ class Settings(BaseSettings):
     # --- Users
     batch_max_users: int = Field(1000, ge=1)
 
+    # --- Admin port: metrics and profiling, never on the public port
+    admin_host: str = Field("127.0.0.1", description="Beyond loopback, admin_token is required")
+    admin_port: int = Field(9000, ge=0, le=65535)
+    admin_token: SecretStr | None = Field(None, description="Bearer token for the admin endpoints")
+    admin_metrics_require_token: bool = Field(False, description="Also ask the token of /metrics scrapes")
+
+    # --- Tracing: the standard OpenTelemetry variables, so every OTel habit applies
+    otel_sdk_disabled: bool = otel("OTEL_SDK_DISABLED", False)
+    otel_service_name: str = otel("OTEL_SERVICE_NAME", "auth-service")
+    otel_resource_attributes: str = otel("OTEL_RESOURCE_ATTRIBUTES", "")
+    # Off unless asked for (`otlp` in the chart, `console` to debug locally).
+    otel_traces_exporter: Literal["none", "otlp", "console"] = otel("OTEL_TRACES_EXPORTER", "none")
+    otel_exporter_otlp_endpoint: str | None = otel("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    otel_exporter_otlp_protocol: Literal["http/protobuf", "grpc"] = otel("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    otel_exporter_otlp_timeout_ms: int = otel("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000, ge=1)
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = otel("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    otel_traces_sampler_arg: float = otel("OTEL_TRACES_SAMPLER_ARG", 0.01, ge=0, le=1)
+    otel_bsp_max_queue_size: int = otel("OTEL_BSP_MAX_QUEUE_SIZE", 2048, ge=1)
+    otel_bsp_max_export_batch_size: int = otel("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, ge=1)
+    otel_bsp_schedule_delay_ms: int = otel("OTEL_BSP_SCHEDULE_DELAY", 5000, ge=1)
+    otel_bsp_export_timeout_ms: int = otel("OTEL_BSP_EXPORT_TIMEOUT", 30_000, ge=1)
+
+    # --- Logs and slow requests
+    log_format: Literal["json", "text"] = "json"
+    access_log_sample_ratio: float = Field(0.0, ge=0, le=1, description="Share of requests logged")
+    slow_request_threshold_ms: float = Field(250.0, gt=0)
+    slow_request_sample_ratio: float = Field(0.01, ge=0, le=1, description="Share of requests profiled")
+    slow_request_max_per_second: float = Field(1.0, gt=0)
+    slow_request_capacity: int = Field(32, ge=1, description="Slow-request profiles kept")
+    loop_lag_interval_seconds: float = Field(0.25, gt=0)
+
     # --- Runtime
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
@@ -128,6 +172,10 @@ class Settings(BaseSettings):
             raise ValueError(f"token_active_kid {self.token_active_kid!r} is not among token_keys")
         if self.password_max_length < self.password_min_length:
             raise ValueError("password_max_length is smaller than password_min_length")
+        if self.admin_host not in LOOPBACK_HOSTS and self.admin_token is None:
+            raise ValueError(f"admin_host {self.admin_host!r} is beyond localhost: set AUTH_ADMIN_TOKEN")
+        if self.otel_bsp_max_export_batch_size > self.otel_bsp_max_queue_size:
+            raise ValueError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed OTEL_BSP_MAX_QUEUE_SIZE")
         if self.environment != "development":
             self._refuse_development_defaults()
         return self

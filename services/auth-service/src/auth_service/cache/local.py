@@ -59,6 +59,13 @@ class LocalCache:
         self._entries.move_to_end(key)
         return True, entry[1]
 
+    def cached(self, key: Hashable) -> tuple[bool, bytes | None]:
+        """Like peek, and counted as a hit when found."""
+        found, value = self.peek(key)
+        if found:
+            self.stats.hits += 1
+        return found, value
+
     async def get_or_load(self, key: Hashable, loader: Loader) -> bytes | None:
         """The cached value, or the loader's, with one load for any number of concurrent misses."""
         found, value = self.peek(key)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import asyncpg
+from prometheus_client import Histogram
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
@@ -85,15 +87,23 @@ def translate_db_errors() -> Iterator[None]:
 class Database:
     """Owns the engine; hands out SQLAlchemy connections and, for hot reads, the asyncpg connection."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, acquire_wait: Histogram | None = None) -> None:
         self.engine = engine
+        self.acquire_wait = acquire_wait
+
+    def _waited(self, started: float) -> None:
+        if self.acquire_wait is not None:
+            self.acquire_wait.observe(time.perf_counter() - started)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction, committed on success; faults become 503."""
         with translate_db_errors():
-            async with self.engine.begin() as conn:
-                yield conn
+            started = time.perf_counter()
+            async with self.engine.connect() as conn:
+                self._waited(started)
+                async with conn.begin():
+                    yield conn
 
     @asynccontextmanager
     async def driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -103,7 +113,9 @@ class Database:
         bounds and its timeouts stay SQLAlchemy's.
         """
         with translate_db_errors():
+            started = time.perf_counter()
             pooled = await self.engine.raw_connection()
+            self._waited(started)
             try:
                 yield cast(asyncpg.Connection, pooled.driver_connection)
             except CONNECTION_ERRORS:

@@ -12,6 +12,8 @@ from typing import TypeVar
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from opentelemetry import trace
+from prometheus_client import Histogram
 
 from auth_service.errors import ServiceUnavailable
 from auth_service.settings import Settings
@@ -22,7 +24,11 @@ T = TypeVar("T")
 class PasswordHasher:
     """Hash and verify in worker threads (argon2-cffi drops the GIL); admit at most workers + queue."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, tracer: trace.Tracer | None = None, wait_histogram: Histogram | None = None
+    ) -> None:
+        self.tracer = tracer
+        self.wait_histogram = wait_histogram
         self._argon2 = Argon2Hasher(
             time_cost=settings.argon2_time_cost,
             memory_cost=settings.argon2_memory_kib,
@@ -40,7 +46,7 @@ class PasswordHasher:
         self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(24))
 
     async def hash(self, password: str) -> str:
-        return await self._run(self._argon2.hash, password)
+        return await self._run("hash", self._argon2.hash, password)
 
     async def hash_many(self, passwords: Sequence[str]) -> list[str]:
         """Hash a batch, a worker's worth at a time, so that logins still find room in the queue."""
@@ -51,11 +57,11 @@ class PasswordHasher:
         return hashes
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        return await self._run(self._verify, password_hash, password)
+        return await self._run("verify", self._verify, password_hash, password)
 
     async def verify_dummy(self, password: str) -> None:
         """Spend the time of a real verification (unknown user), and fail."""
-        await self._run(self._verify, self._dummy_hash, password)
+        await self._run("verify", self._verify, self._dummy_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
         try:
@@ -69,20 +75,38 @@ class PasswordHasher:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    async def _run(self, work: Callable[..., T], *args: str) -> T:
+    async def _run(self, operation: str, work: Callable[..., T], *args: str) -> T:
         if self.admitted >= self.capacity:
             self.rejected += 1
             raise ServiceUnavailable("hashing_overloaded", "too many password operations", self.retry_after)
         self.admitted += 1
-        queued_at = time.perf_counter()
+        queued_at = time.time_ns()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed, queued_at, work, args)
+            loop = asyncio.get_running_loop()
+            result, started_at, finished_at = await loop.run_in_executor(self._executor, _timed, work, args)
         finally:
             self.admitted -= 1
+        self._observe(operation, queued_at, started_at, finished_at)
+        return result
 
-    def _timed(self, queued_at: float, work: Callable[..., T], args: tuple[str, ...]) -> T:
-        self.last_wait_seconds = time.perf_counter() - queued_at
-        return work(*args)
+    def _observe(self, operation: str, queued_at: int, started_at: int, finished_at: int) -> None:
+        self.last_wait_seconds = (started_at - queued_at) / 1e9
+        if self.wait_histogram is not None:
+            self.wait_histogram.observe(self.last_wait_seconds)
+        if self.tracer is None or not trace.get_current_span().is_recording():
+            return
+        # Recorded afterwards with the times taken in the worker: the work ran in another thread.
+        self.tracer.start_span("password.queue_wait", start_time=queued_at).end(end_time=started_at)
+        work = self.tracer.start_span(f"password.{operation}", start_time=started_at)
+        work.set_attribute("password.algorithm", "argon2id")
+        work.end(end_time=finished_at)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _timed(work: Callable[..., T], args: tuple[str, ...]) -> tuple[T, int, int]:
+    """Run in a worker: the result, and when the work started and finished (ns since the epoch)."""
+    started_at = time.time_ns()
+    result = work(*args)
+    return result, started_at, time.time_ns()

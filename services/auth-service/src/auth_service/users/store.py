@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry import trace
 from sqlalchemy.engine import RowMapping
 
 from auth_service.cache.local import LocalCache
@@ -19,15 +20,26 @@ from auth_service.users.schemas import encode_user
 class UserStore:
     """The one place that knows a user may be cached, and drops it wherever it changes."""
 
-    def __init__(self, db: Database, cache: LocalCache, l2: RedisL2 | None = None) -> None:
+    def __init__(
+        self, db: Database, cache: LocalCache, l2: RedisL2 | None = None, tracer: trace.Tracer | None = None
+    ) -> None:
         self.db = db
         self.cache = cache
         self.l2 = l2
+        self.tracer = tracer
         self._dropping: set[asyncio.Task[None]] = set()
 
     async def get_json(self, user_id: uuid.UUID) -> bytes | None:
         """The user's response bytes, or None when there is no such user."""
-        return await self.cache.get_or_load(user_id, lambda: self._load(user_id))
+        if self.tracer is None or not trace.get_current_span().is_recording():
+            return await self.cache.get_or_load(user_id, lambda: self._load(user_id))
+        with self.tracer.start_as_current_span("cache.lookup", attributes={"cache.name": "users"}) as span:
+            hit, value = self.cache.cached(user_id)
+            span.set_attribute("cache.hit", hit)
+            if hit:
+                return value
+            # The load task starts here, so the database span is this span's child.
+            return await self.cache.get_or_load(user_id, lambda: self._load(user_id))
 
     async def _load(self, user_id: uuid.UUID) -> bytes | None:
         if self.l2 is not None:

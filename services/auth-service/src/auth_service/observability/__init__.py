@@ -1,0 +1,1 @@
+"""Telemetry: traces, metrics, logs and profiles."""

@@ -1,0 +1,195 @@
+"""Prometheus metrics of one process: RED per route, and the state of every resource.
+
+One registry per application (not the global one), so that two instances in one test process,
+or a reload, never share or collide. Resource gauges are read at scrape time from the counters the
+resources keep anyway, so the hot path pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from auth_service.services import Services
+
+# From 100 µs to 1 s: a cached read takes well under a millisecond, a login tens of milliseconds.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+WAIT_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+PAUSE_BUCKETS = (0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1)
+
+
+class Metrics:
+    """Every metric of the service, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        for collector in (ProcessCollector, GCCollector, PlatformCollector):
+            collector(registry=self.registry)
+        # Dashboards and alerts (RED); rate(..._count) per pod is the requests-per-second the HPA scales on.
+        self.request_duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Request latency by method, route template and status class. Dashboards, SLO alerts; "
+            "its _count rate is the requests-per-second metric of the HPA.",
+            ["method", "route", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "http_server_requests_in_flight",
+            "Requests being served now. Dashboards; compare with AUTH_MAX_IN_FLIGHT for saturation.",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "http_server_requests_rejected",
+            "Requests refused at the door (overloaded: 503, body_too_large: 413). Alert on overloaded.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.db_acquire_wait = Histogram(
+            "db_pool_acquire_wait_seconds",
+            "Time to get a pooled database connection. Alert when high: the pool is too small or the DB slow.",
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.hash_wait = Histogram(
+            "password_hash_queue_wait_seconds",
+            "Time a password operation waited for an argon2 worker. Capacity planning for logins.",
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "event_loop_lag_seconds",
+            "How late the event loop ran a timer. Alert when high: something blocks the loop.",
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.gc_pause = Histogram(
+            "python_gc_pause_seconds",
+            "Duration of each garbage collection by generation. Dashboards; tail-latency investigations.",
+            ["generation"],
+            buckets=PAUSE_BUCKETS,
+            registry=self.registry,
+        )
+        self._request_series: dict[tuple[str, str, str], Any] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float, trace_id: str | None) -> None:
+        key = (method, route, f"{status // 100}xx")
+        series = self._request_series.get(key)
+        if series is None:
+            # labels() takes a lock and builds a tuple each call; the children are kept instead.
+            series = self._request_series[key] = self.request_duration.labels(*key)
+        series.observe(seconds, {"trace_id": trace_id} if trace_id else None)
+
+    def watch_services(self, services: Services) -> None:
+        self.registry.register(ServicesCollector(services))
+
+
+class ServicesCollector(Collector):
+    """Pool, cache, listener, Redis, hashing and tracing state, read at scrape time."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._pool()
+        yield from self._cache()
+        yield from self._hashing()
+        yield from self._tracing()
+
+    def _pool(self) -> Iterator[Metric]:
+        pool = self.services.db.pool_status()
+        yield _gauge("db_pool_size", "Connections the pool keeps. Dashboards.", pool["size"])
+        yield _gauge(
+            "db_pool_connections_in_use", "Connections checked out now. Alert near size+overflow.", pool["checked_out"]
+        )
+        yield _gauge(
+            "db_pool_overflow", "Connections beyond the pool size (negative: unused). Dashboards.", pool["overflow"]
+        )
+
+    def _cache(self) -> Iterator[Metric]:
+        cache, listener = self.services.cache, self.services.listener
+        stats = cache.stats
+        yield _counter("cache_hits", "Reads answered by the in-process cache. Dashboards (hit ratio).", stats.hits)
+        yield _counter("cache_misses", "Reads the in-process cache did not hold. Dashboards (hit ratio).", stats.misses)
+        yield _counter("cache_loads", "Loads made for misses (one per burst of misses of a key).", stats.loads)
+        yield _counter("cache_evictions", "Entries pushed out by the size bounds. Tune the bounds.", stats.evictions)
+        yield _counter("cache_invalidations", "Entries dropped because the user changed.", stats.invalidations)
+        yield _counter("cache_invalidations_received", "NOTIFYs received from the database.", listener.received)
+        yield _gauge("cache_entries", "Entries held. Dashboards.", len(cache))
+        yield _gauge("cache_bytes", "Bytes held, as the cache counts them. Dashboards.", cache.bytes)
+        yield _gauge(
+            "cache_listener_connected", "1 while invalidations arrive; alert on 0.", listener.connected.is_set()
+        )
+        yield _counter("cache_listener_reconnects", "Times the listener reconnected.", listener.reconnects)
+        l2 = self.services.l2
+        if l2 is not None:
+            yield _gauge("cache_redis_available", "0 while Redis is skipped after a fault. Alert.", l2.available)
+            yield _counter("cache_redis_faults", "Redis calls that failed or timed out.", l2.faults)
+
+    def _hashing(self) -> Iterator[Metric]:
+        hasher = self.services.hasher
+        yield _gauge("password_hash_in_progress", "Password operations admitted (running or queued).", hasher.admitted)
+        queued = max(0, hasher.admitted - hasher.workers)
+        yield _gauge("password_hash_queue_depth", "Password operations waiting for a worker. Capacity.", queued)
+        yield _counter(
+            "password_hash_rejected", "Password operations refused (503): queue full. Alert.", hasher.rejected
+        )
+
+    def _tracing(self) -> Iterator[Metric]:
+        dropped = self.services.telemetry.dropped_spans
+        family = CounterMetricFamily(
+            "tracing_spans_dropped", "Sampled spans lost before the collector, by reason. Alert.", labels=["reason"]
+        )
+        family.add_metric(["queue_full"], dropped.queue_full)
+        family.add_metric(["export_failed"], dropped.export_failed)
+        yield family
+        recorder = self.services.telemetry.slow_requests
+        yield _counter("slow_requests_captured", "Slow requests whose profile was kept.", recorder.kept)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=float(value))
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=float(value))
+
+
+class GcPauseTimer:
+    """Times every collection through gc.callbacks (CPython calls them at its start and stop)."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.series = {generation: histogram.labels(str(generation)) for generation in range(3)}
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.series[info["generation"]].observe(time.perf_counter() - self._started)
+
+    def install(self) -> Callable[[], None]:
+        gc.callbacks.append(self)
+        return lambda: gc.callbacks.remove(self)
+
+
+async def watch_loop_lag(histogram: Histogram, interval: float) -> None:
+    """Sleep `interval` again and again; how much later than asked the loop woke up is its lag."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(interval)
+        histogram.observe(max(0.0, time.perf_counter() - started - interval))

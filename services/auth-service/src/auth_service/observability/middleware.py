@@ -1,0 +1,162 @@
+"""Per-request telemetry: the server span, the RED metrics with exemplars, slow-request capture, access logs.
+
+Plain ASGI and written here rather than opentelemetry-instrumentation-asgi: that middleware wraps
+every receive and send in spans of their own and builds its attributes on every request, sampled or
+not; here an unsampled request costs one context extraction and one histogram observation. The
+span is named from the route template once routing has matched (FastAPI puts the route in the scope).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from auth_service.observability.telemetry import Telemetry
+
+access_log = logging.getLogger("auth_service.access")
+
+# Load generators mark their traffic so it can be filtered out in the trace viewer: either the
+# header, or the W3C baggage entry `loadtest=1` (which also reaches anything downstream).
+LOAD_TEST_HEADER = b"x-load-test"
+LOAD_TEST_BAGGAGE = "loadtest"
+UNMATCHED_ROUTE = "unmatched"  # a 404 without a route must not put raw paths in metric labels
+
+
+class AsgiHeaders(Getter[list[tuple[bytes, bytes]]]):
+    """Reads propagation headers (traceparent, tracestate, baggage) from ASGI's header list."""
+
+    def get(self, carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        wanted = key.encode()
+        values = [value.decode("latin-1") for name, value in carrier if name == wanted]
+        return values or None
+
+    def keys(self, carrier: list[tuple[bytes, bytes]]) -> list[str]:
+        return [name.decode("latin-1") for name, _ in carrier]
+
+
+ASGI_HEADERS = AsgiHeaders()
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+def is_load_test(scope: Scope, ctx: context.Context) -> bool:
+    if baggage.get_baggage(LOAD_TEST_BAGGAGE, ctx) is not None:
+        return True
+    return any(name == LOAD_TEST_HEADER for name, _ in scope["headers"])
+
+
+class TelemetryMiddleware:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        telemetry = self.telemetry
+        started = time.perf_counter()
+        status = 500
+        span, token = self._start_span(scope)
+        traceresponse = _traceresponse(span)
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if traceresponse is not None:
+                    message["headers"] = [*message.get("headers", ()), (b"traceresponse", traceresponse)]
+            await send(message)
+
+        telemetry.metrics.in_flight.inc()
+        profiling = telemetry.slow_requests.begin()
+        try:
+            await self.app(scope, receive, send_observed)
+        except BaseException as exc:
+            if span is not None:
+                span.record_exception(exc)
+            raise
+        finally:
+            telemetry.metrics.in_flight.dec()
+            self._finish(scope, status, time.perf_counter() - started, span, token, profiling)
+
+    def _start_span(self, scope: Scope) -> tuple[trace.Span | None, object | None]:
+        tracer = self.telemetry.tracer
+        if tracer is None:
+            return None, None
+        parent = propagate.extract(scope["headers"], getter=ASGI_HEADERS)
+        span = tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "http.request.method": scope["method"],
+                    "url.path": scope["path"],
+                    "network.protocol.version": scope.get("http_version", "1.1"),
+                }
+            )
+            if is_load_test(scope, parent):
+                span.set_attribute("load_test", True)
+        return span, context.attach(trace.set_span_in_context(span, parent))
+
+    def _finish(
+        self, scope: Scope, status: int, seconds: float, span: trace.Span | None, token: Any, profiling: Any
+    ) -> None:
+        method, route = scope["method"], route_template(scope)
+        trace_id = _sampled_trace_id(span)
+        self.telemetry.metrics.observe_request(method, route, status, seconds, trace_id)
+        if span is not None:
+            _end_span(span, method, route, status)
+            context.detach(token)
+        if profiling is not None:
+            self.telemetry.slow_requests.end(
+                profiling, method=method, route=route, status=status, duration_seconds=seconds, trace_id=trace_id
+            )
+        ratio = self.telemetry.access_log_ratio
+        if ratio and random.random() < ratio:  # noqa: S311 - sampling, not security
+            access_log.info(
+                "%s %s %d %.2fms",
+                method,
+                scope["path"],
+                status,
+                seconds * 1000,
+                extra={"http_route": route, "status": status, "duration_ms": round(seconds * 1000, 3)},
+            )
+
+
+def _sampled_trace_id(span: trace.Span | None) -> str | None:
+    if span is None:
+        return None
+    span_context = span.get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.trace_flags.sampled else None
+
+
+def _traceresponse(span: trace.Span | None) -> bytes | None:
+    """W3C Trace Context's response header, so a client can find its request in the trace viewer."""
+    if span is None:
+        return None
+    ctx = span.get_span_context()
+    if not ctx.trace_flags.sampled:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01".encode()
+
+
+def _end_span(span: trace.Span, method: str, route: str, status: int) -> None:
+    if span.is_recording():
+        span.update_name(f"{method} {route}")
+        span.set_attribute("http.route", route)
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+    span.end()

@@ -1,0 +1,167 @@
+"""The tracer provider of one process, built from the standard OTEL_* settings, and its dropped-span count.
+
+Built in the lifespan of each worker, never at import nor inherited across a fork: the batch
+processor's thread and the exporter's connections belong to the process that made them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+
+from auth_service import __version__
+from auth_service.settings import Settings
+
+INSTRUMENTATION_NAME = "auth_service"
+
+
+class DroppedSpans:
+    """Spans that never reached the collector: queue full, or the export failed.
+
+    The SDK logs a dropped span once and then goes quiet; this is the number an alert can watch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.queue_full = 0
+        self.export_failed = 0
+
+    def add(self, reason: str, count: int) -> None:
+        with self._lock:
+            setattr(self, reason, getattr(self, reason) + count)
+
+
+class CountingExporter(SpanExporter):
+    """Passes spans on, counting those whose export failed (collector down, refused, timed out)."""
+
+    def __init__(self, exporter: SpanExporter, dropped: DroppedSpans) -> None:
+        self.exporter = exporter
+        self.dropped = dropped
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.exporter.export(spans)
+        except Exception:
+            self.dropped.add("export_failed", len(spans))
+            raise
+        if result is not SpanExportResult.SUCCESS:
+            self.dropped.add("export_failed", len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """A BatchSpanProcessor that counts the spans its full queue turns away."""
+
+    def __init__(self, exporter: SpanExporter, dropped: DroppedSpans, **options: Any) -> None:
+        super().__init__(exporter, **options)
+        self.dropped = dropped
+        self.max_queue_size = options["max_queue_size"]
+
+    def queue_length(self) -> int:
+        # The SDK keeps its queue private; without it the count below stays at zero rather than fail.
+        queue = getattr(getattr(self, "_batch_processor", None), "_queue", ())
+        return len(queue)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled and self.queue_length() >= self.max_queue_size:
+            self.dropped.add("queue_full", 1)
+        super().on_end(span)
+
+
+def sampler(settings: Settings) -> Sampler:
+    """OTEL_TRACES_SAMPLER and its argument; parent-based kinds always continue a sampled upstream trace."""
+    ratio = TraceIdRatioBased(settings.otel_traces_sampler_arg)
+    return {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": ratio,
+        "parentbased_always_on": ParentBased(ALWAYS_ON),
+        "parentbased_always_off": ParentBased(ALWAYS_OFF),
+        "parentbased_traceidratio": ParentBased(ratio),
+    }[settings.otel_traces_sampler]
+
+
+def resource(settings: Settings) -> Resource:
+    attributes: dict[str, Any] = {}
+    for pair in filter(None, (part.strip() for part in settings.otel_resource_attributes.split(","))):
+        key, _, value = pair.partition("=")
+        attributes[key.strip()] = value.strip()
+    attributes.setdefault("service.version", __version__)
+    attributes["service.name"] = settings.otel_service_name
+    return Resource.create(attributes)
+
+
+def exporter(settings: Settings) -> SpanExporter:
+    if settings.otel_traces_exporter == "console":
+        return ConsoleSpanExporter()
+    timeout = settings.otel_exporter_otlp_timeout_ms / 1000
+    endpoint = settings.otel_exporter_otlp_endpoint
+    if settings.otel_exporter_otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=endpoint, timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    # The HTTP exporter takes the full URL; OTEL_EXPORTER_OTLP_ENDPOINT is the base, per the spec.
+    traces_url = f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None
+    return HttpExporter(endpoint=traces_url, timeout=timeout)
+
+
+def build_tracer_provider(settings: Settings, dropped: DroppedSpans) -> TracerProvider | None:
+    """The provider, or None when tracing is off (the default for `make run`)."""
+    if settings.otel_sdk_disabled or settings.otel_traces_exporter == "none":
+        return None
+    # Shut down (and flushed) by the lifespan, not at exit: no atexit hook holding every provider.
+    provider = TracerProvider(resource=resource(settings), sampler=sampler(settings), shutdown_on_exit=False)
+    processor = CountingBatchSpanProcessor(
+        CountingExporter(exporter(settings), dropped),
+        dropped,
+        max_queue_size=settings.otel_bsp_max_queue_size,
+        max_export_batch_size=settings.otel_bsp_max_export_batch_size,
+        schedule_delay_millis=settings.otel_bsp_schedule_delay_ms,
+        export_timeout_millis=settings.otel_bsp_export_timeout_ms,
+    )
+    provider.add_span_processor(processor)
+    return provider
+
+
+def get_tracer(provider: TracerProvider | None) -> trace.Tracer | None:
+    return provider.get_tracer(INSTRUMENTATION_NAME, __version__) if provider is not None else None
+
+
+@contextlib.contextmanager
+def child_span(tracer: trace.Tracer | None, name: str, **attributes: Any) -> Iterator[trace.Span | None]:
+    """A span under the current one, only when the current one is recorded (sampled).
+
+    An unsampled request creates no child spans at all: at ratio 0.01, 99% of requests skip this.
+    """
+    if tracer is None or not trace.get_current_span().is_recording():
+        yield None
+        return
+    with tracer.start_as_current_span(name, attributes=attributes) as span:
+        yield span

@@ -1,0 +1,166 @@
+"""Prometheus metrics on the admin port: every metric after a short run, sane values, never on the public port."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.utils.app import RunningApp, assert_error, create_user, login, serve
+from tests.utils.otlp_receiver import otlp_receiver
+
+EXPECTED = {
+    # RED
+    "http_server_request_duration_seconds",
+    "http_server_requests_in_flight",
+    "http_server_requests_rejected",
+    # database pool
+    "db_pool_size",
+    "db_pool_connections_in_use",
+    "db_pool_overflow",
+    "db_pool_acquire_wait_seconds",
+    # cache
+    "cache_hits",
+    "cache_misses",
+    "cache_loads",
+    "cache_evictions",
+    "cache_invalidations",
+    "cache_invalidations_received",
+    "cache_entries",
+    "cache_bytes",
+    "cache_listener_connected",
+    "cache_listener_reconnects",
+    # hashing
+    "password_hash_in_progress",
+    "password_hash_queue_depth",
+    "password_hash_queue_wait_seconds",
+    "password_hash_rejected",
+    # runtime
+    "event_loop_lag_seconds",
+    "python_gc_collections",
+    "python_gc_pause_seconds",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    # telemetry itself
+    "tracing_spans_dropped",
+    "slow_requests_captured",
+}
+
+
+@pytest.fixture
+async def app(settings_for: Any) -> AsyncIterator[RunningApp]:
+    async with serve(settings_for(admin_port=0, loop_lag_interval_seconds=0.02)) as running:
+        yield running
+
+
+def admin_url(app: RunningApp, path: str = "/metrics") -> str:
+    return f"http://127.0.0.1:{app.services.telemetry.admin_port}{path}"
+
+
+async def scrape(app: RunningApp) -> dict[str, Any]:
+    response = await app.client.get(admin_url(app))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def value(families: dict[str, Any], name: str, **labels: str) -> float:
+    """Sum of the samples called `name` (or `name_total`), from the family they belong to."""
+    family = next(families[f] for f in (name, name.rsplit("_", 1)[0]) if f in families)
+    return sum(
+        sample.value
+        for sample in family.samples
+        if sample.name in (name, f"{name}_total") and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def short_run(app: RunningApp) -> dict[str, Any]:
+    user = await create_user(app.client)
+    for _ in range(5):
+        assert (await app.client.get(f"/v1/users/{user['id']}")).status_code == 200
+    token = await login(app.client, user["email"], user["password"])
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await app.client.patch(f"/v1/users/{user['id']}", json={"name": "N"}, headers=headers)).status_code == 200
+    assert (await app.client.get("/v1/users/00000000-0000-0000-0000-000000000000")).status_code == 404
+    return user
+
+
+async def test_every_metric_is_exposed_with_sane_values_after_a_short_run(app: RunningApp) -> None:
+    await short_run(app)
+    families = await scrape(app)
+    assert set(families) >= EXPECTED, sorted(EXPECTED - set(families))
+    route = "/v1/users/{user_id}"
+    assert value(families, "http_server_request_duration_seconds_count", method="GET", route=route) >= 6
+    assert value(families, "http_server_request_duration_seconds_count", route=route, status_class="4xx") == 1
+    assert value(families, "cache_hits") >= 4 and value(families, "cache_misses") >= 1
+    assert value(families, "cache_invalidations_received") >= 1  # the PATCH's NOTIFY came back
+    assert value(families, "cache_listener_connected") == 1
+    assert value(families, "db_pool_size") == app.services.settings.db_pool_size
+    assert value(families, "db_pool_acquire_wait_seconds_count") >= 1
+    assert value(families, "password_hash_queue_wait_seconds_count") >= 2  # create and login
+    assert value(families, "event_loop_lag_seconds_count") >= 1
+    assert value(families, "process_resident_memory_bytes") > 10_000_000
+    assert value(families, "http_server_requests_in_flight") == 0
+
+
+async def test_route_labels_are_templates_never_raw_paths(app: RunningApp) -> None:
+    await short_run(app)
+    await app.client.get("/a/path/nobody/routes/987654")
+    families = await scrape(app)
+    routes = {s.labels["route"] for s in families["http_server_request_duration_seconds"].samples}
+    assert "/v1/users/{user_id}" in routes and "unmatched" in routes
+    assert not any(re.search(r"[0-9a-f]{8}-|987654", route) for route in routes), routes
+
+
+async def test_metrics_are_not_on_the_public_port(app: RunningApp) -> None:
+    assert_error(await app.client.get("/metrics"), 404)
+    assert_error(await app.client.get("/debug/gc"), 404)
+
+
+async def test_requests_refused_by_backpressure_are_counted(settings_for: Any) -> None:
+    async with serve(settings_for(admin_port=0, max_body_bytes=2048)) as app:
+        response = await app.client.post("/v1/users", content=b"x" * 4096, headers={"content-type": "application/json"})
+        assert_error(response, 413)
+        families = await scrape(app)
+        assert value(families, "http_server_requests_rejected", reason="body_too_large") == 1
+
+
+async def test_latency_exemplars_carry_the_trace_id_of_sampled_requests(settings_for: Any) -> None:
+    async with otlp_receiver() as receiver:
+        settings = settings_for(
+            admin_port=0,
+            otel_traces_exporter="otlp",
+            otel_exporter_otlp_endpoint=receiver.endpoint,
+            otel_traces_sampler_arg=1.0,
+        )
+        async with serve(settings) as app:
+            response = await app.client.get("/healthz")
+            trace_id = response.headers["traceresponse"].split("-")[1]
+            openmetrics = await app.client.get(admin_url(app), headers={"Accept": "application/openmetrics-text"})
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    bucket_lines = [line for line in openmetrics.text.splitlines() if 'route="/healthz"' in line and "_bucket" in line]
+    assert any(f'trace_id="{trace_id}"' in line for line in bucket_lines), bucket_lines
+
+
+async def test_the_admin_token_guards_the_admin_port(settings_for: Any) -> None:
+    token = "admin-token-for-tests-0123456789"
+    async with serve(settings_for(admin_port=0, admin_token=token)) as app, httpx.AsyncClient() as client:
+        assert_error(await client.get(admin_url(app, "/debug/gc")), 401, "unauthorized")
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert_error(await client.get(admin_url(app, "/debug/gc"), headers=wrong), 401)
+        right = {"Authorization": f"Bearer {token}"}
+        assert (await client.get(admin_url(app, "/debug/gc"), headers=right)).status_code == 200
+        assert (await client.get(admin_url(app))).status_code == 200  # scrapes stay open by default
+    locked = settings_for(admin_port=0, admin_token=token, admin_metrics_require_token=True)
+    async with serve(locked) as app, httpx.AsyncClient() as client:
+        assert_error(await client.get(admin_url(app)), 401)
+
+
+def test_an_admin_port_beyond_localhost_needs_a_token(settings_for: Any) -> None:
+    with pytest.raises(ValueError, match="AUTH_ADMIN_TOKEN"):
+        settings_for(admin_host="0.0.0.0")  # noqa: S104 - the point of the test
+    assert settings_for(admin_host="0.0.0.0", admin_token="t" * 32).admin_host == "0.0.0.0"  # noqa: S104
