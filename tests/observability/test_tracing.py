@@ -101,6 +101,20 @@ async def test_a_cache_hit_has_no_database_span(traced_app: RunningApp, receiver
     assert children(spans, lookup) == []
 
 
+async def test_a_miss_with_redis_shows_the_redis_calls_under_the_cache_lookup(
+    settings_for: Any, receiver: Any, redis_url: str
+) -> None:
+    async with serve(traced(settings_for, receiver.endpoint, redis_url=redis_url)) as app:
+        user = await create_user(app.client)
+        response = await app.client.get(f"/v1/users/{user['id']}")
+        trace_id, _ = trace_of(response)
+        spans = await spans_of(receiver, trace_id, {USER_ROUTE, "cache.lookup", "GET", "SET"})
+    lookup = only(spans, "cache.lookup")
+    redis_calls = [span for span in children(spans, lookup) if span.attributes.get("db.system") == "redis"]
+    assert sorted(span.name for span in redis_calls) == ["GET", "SET"]
+    assert any(span.attributes.get("db.system") == "postgresql" for span in children(spans, lookup))
+
+
 async def test_a_sampled_upstream_trace_is_continued(traced_app: RunningApp, receiver: Any) -> None:
     upstream_trace, upstream_span = secrets.token_hex(16), secrets.token_hex(8)
     headers = {"traceparent": f"00-{upstream_trace}-{upstream_span}-01"}
