@@ -22,7 +22,7 @@ class TraceCollector(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self) -> None:
         self.span_names: list[str] = []
 
-    async def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the gRPC method's name
+    async def Export(self, request: Any, context: Any) -> Any:
         for resource_spans in request.resource_spans:
             for scope_spans in resource_spans.scope_spans:
                 self.span_names += [span.name for span in scope_spans.spans]
