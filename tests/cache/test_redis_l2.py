@@ -80,7 +80,7 @@ async def test_an_instance_with_a_cold_cache_serves_the_user_from_redis(
         through_b = await read(b, user)
         assert queries.calls == 0
         assert through_b.content == through_a.content
-        assert b.services.cache.peek(uuid.UUID(user["id"])) == (True, through_a.content)
+        assert b.services.cache.peek(user["id"]) == (True, through_a.content)
 
 
 async def test_a_patch_drops_the_user_from_redis(settings_for: Any, redis: Redis, redis_url: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from auth_service.app import create_app
+from auth_service.app import create_app, front_door
 from auth_service.server import DrainingServer
 from auth_service.services import Services
 from auth_service.settings import Settings
@@ -52,7 +52,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningApp]:
     """Start the service on 127.0.0.1 at a free port; stop it (gracefully) afterwards."""
     app = create_app(settings)
     config = uvicorn.Config(
-        app,
+        front_door(app),
         host="127.0.0.1",
         port=0,
         http="httptools",

@@ -54,7 +54,8 @@ class AdmissionMiddleware:
                 send, 503, b"overloaded", b"too many requests in flight", [(b"retry-after", self.retry_after.encode())]
             )
             return
-        declared = _content_length(scope)
+        has_body = scope["method"] in _BODY_METHODS
+        declared = _content_length(scope) if has_body else None
         if declared is not None and declared > self.max_body_bytes:
             self.on_reject("body_too_large")
             await _reply(
@@ -63,7 +64,7 @@ class AdmissionMiddleware:
             return
         self.in_flight += 1
         try:
-            await self.app(scope, self._limited(receive) if scope["method"] in _BODY_METHODS else receive, send)
+            await self.app(scope, self._limited(receive) if has_body else receive, send)
         finally:
             self.in_flight -= 1
 

@@ -18,7 +18,7 @@ from types import FrameType
 
 import uvicorn
 
-from auth_service.app import create_app
+from auth_service.app import create_app, front_door
 from auth_service.health import Health
 from auth_service.settings import Settings
 
@@ -72,7 +72,7 @@ def build_server(
 ) -> DrainingServer:
     app = create_app(settings, database_url)
     config = uvicorn.Config(
-        app,
+        front_door(app),
         host=settings.host,
         port=settings.port,
         loop="uvloop",

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     token_audience: str = "auth-service-clients"
     token_ttl_seconds: int = Field(900, ge=10)
     token_leeway_seconds: int = Field(5, ge=0, le=300, description="Clock skew allowed on exp, nbf, iat")
+    token_cache_max_entries: int = Field(50_000, ge=0, description="Verified tokens remembered; 0: none")
 
     # --- Users
     batch_max_users: int = Field(1000, ge=1)

@@ -30,7 +30,7 @@ def bearer_token(request: Request) -> str:
 def verified_claims(request: Request) -> dict[str, Any]:
     services = get_services(request)
     try:
-        return services.tokens.verify(bearer_token(request))
+        return services.tokens.verify_encoded(bearer_token(request))[1]
     except InvalidToken:
         raise unauthorized() from None
 

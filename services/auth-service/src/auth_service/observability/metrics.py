@@ -8,17 +8,19 @@ resources keep anyway, so the hot path pays nothing for them.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gc
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 if TYPE_CHECKING:
     from auth_service.services import Services
@@ -40,19 +42,8 @@ class Metrics:
         for collector in (ProcessCollector, GCCollector, PlatformCollector):
             collector(registry=self.registry)
         # Dashboards and alerts (RED); rate(..._count) per pod is the requests-per-second the HPA scales on.
-        self.request_duration = Histogram(
-            "http_server_request_duration_seconds",
-            "Request latency by method, route template and status class. Dashboards, SLO alerts; "
-            "its _count rate is the requests-per-second metric of the HPA.",
-            ["method", "route", "status_class"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            "http_server_requests_in_flight",
-            "Requests being served now. Dashboards; compare with AUTH_MAX_IN_FLIGHT for saturation.",
-            registry=self.registry,
-        )
+        self.request_duration = RequestLatencies(LATENCY_BUCKETS)
+        self.registry.register(self.request_duration)
         self.rejected = Counter(
             "http_server_requests_rejected",
             "Requests refused at the door (overloaded: 503, body_too_large: 413). Alert on overloaded.",
@@ -84,18 +75,66 @@ class Metrics:
             buckets=PAUSE_BUCKETS,
             registry=self.registry,
         )
-        self._request_series: dict[tuple[str, str, str], Any] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float, trace_id: str | None) -> None:
-        key = (method, route, f"{status // 100}xx")
-        series = self._request_series.get(key)
-        if series is None:
-            # labels() takes a lock and builds a tuple each call; the children are kept instead.
-            series = self._request_series[key] = self.request_duration.labels(*key)
-        series.observe(seconds, {"trace_id": trace_id} if trace_id else None)
+        self.request_duration.observe((method, route, f"{status // 100}xx"), seconds, trace_id)
 
     def watch_services(self, services: Services) -> None:
         self.registry.register(ServicesCollector(services))
+
+
+class _Series:
+    __slots__ = ("counts", "exemplars", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * buckets
+        self.exemplars: list[tuple[str, float, float] | None] = [None] * buckets
+        self.total = 0.0
+
+
+class RequestLatencies(Collector):
+    """The request-latency histogram, kept in plain lists and exposed at scrape time.
+
+    Written here rather than with prometheus_client's Histogram: its observe() walks the buckets in
+    Python under a lock and handles exemplars per call (about 1 µs, a fifth of a cached read's
+    whole cost in the application); here one C bisect and two list updates. Only the event-loop
+    thread observes and collects (the admin server runs on the same loop), so no lock is needed.
+    """
+
+    name = "http_server_request_duration_seconds"
+    documentation = (
+        "Request latency by method, route template and status class. Dashboards, SLO alerts; "
+        "its _count rate is the requests-per-second metric of the HPA."
+    )
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.bounds = list(buckets)
+        self.series: dict[tuple[str, str, str], _Series] = {}
+
+    def observe(self, labels: tuple[str, str, str], seconds: float, trace_id: str | None) -> None:
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = _Series(len(self.bounds) + 1)
+        index = bisect.bisect_left(self.bounds, seconds)  # the first bucket whose bound is >= seconds
+        series.counts[index] += 1
+        series.total += seconds
+        if trace_id is not None:
+            series.exemplars[index] = (trace_id, seconds, time.time())
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["method", "route", "status_class"])
+        bounds = [*(format(bound, "g") for bound in self.bounds), "+Inf"]
+        for labels, series in self.series.items():
+            buckets: list[Any] = []
+            cumulative = 0
+            for bound, count, exemplar in zip(bounds, series.counts, series.exemplars, strict=True):
+                cumulative += count
+                if exemplar is None:
+                    buckets.append((bound, cumulative))
+                else:
+                    buckets.append((bound, cumulative, Exemplar({"trace_id": exemplar[0]}, exemplar[1], exemplar[2])))
+            family.add_metric(list(labels), buckets, sum_value=series.total)
+        yield family
 
 
 class ServicesCollector(Collector):
@@ -150,7 +189,13 @@ class ServicesCollector(Collector):
         )
 
     def _tracing(self) -> Iterator[Metric]:
-        dropped = self.services.telemetry.dropped_spans
+        telemetry = self.services.telemetry
+        yield _gauge(
+            "http_server_requests_in_flight",
+            "Requests being served now. Dashboards; compare with AUTH_MAX_IN_FLIGHT for saturation.",
+            telemetry.in_flight,
+        )
+        dropped = telemetry.dropped_spans
         family = CounterMetricFamily(
             "tracing_spans_dropped", "Sampled spans lost before the collector, by reason. Alert.", labels=["reason"]
         )

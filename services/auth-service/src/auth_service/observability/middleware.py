@@ -80,7 +80,7 @@ class TelemetryMiddleware:
                     message["headers"] = [*message.get("headers", ()), (b"traceresponse", traceresponse)]
             await send(message)
 
-        telemetry.metrics.in_flight.inc()
+        telemetry.in_flight += 1
         profiling = telemetry.slow_requests.begin()
         try:
             await self.app(scope, receive, send_observed)
@@ -89,7 +89,7 @@ class TelemetryMiddleware:
                 span.record_exception(exc)
             raise
         finally:
-            telemetry.metrics.in_flight.dec()
+            telemetry.in_flight -= 1
             self._finish(scope, status, time.perf_counter() - started, span, token, profiling)
 
     def _start_span(self, scope: Scope) -> tuple[trace.Span | None, object | None]:

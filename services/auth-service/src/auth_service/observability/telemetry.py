@@ -33,6 +33,7 @@ class Telemetry:
             capacity=settings.slow_request_capacity,
         )
         self.access_log_ratio = settings.access_log_sample_ratio
+        self.in_flight = 0  # a plain int on the hot path; exported at scrape time
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
         self.admin_port: int | None = None

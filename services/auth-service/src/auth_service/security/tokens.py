@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import jwt
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
@@ -44,6 +45,38 @@ def _signing_key(algorithm: str, material: str) -> Any:
     return load_pem_private_key(material.encode(), password=None)
 
 
+class VerifiedTokens:
+    """Tokens already verified, with their encoded claims, until they expire.
+
+    Verification (base64, JSON, an HMAC or Ed25519 check, six claim checks) costs tens of
+    microseconds; a client sends the same token with every request until it expires, so the
+    answer is kept. Only `exp` can change its verdict, and it is checked on every use. Bounded:
+    the oldest entries go first (dicts keep insertion order).
+    """
+
+    def __init__(self, max_entries: int, leeway: int) -> None:
+        self.max_entries = max_entries
+        self.leeway = leeway
+        self._entries: dict[str, tuple[int, bytes, dict[str, Any]]] = {}
+
+    def get(self, token: str, now: float) -> tuple[bytes, dict[str, Any]] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if now > entry[0] + self.leeway:
+            del self._entries[token]
+            return None
+        return entry[1], entry[2]
+
+    def put(self, token: str, claims: dict[str, Any]) -> bytes:
+        encoded = orjson.dumps(claims)
+        if self.max_entries:
+            if len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]
+            self._entries[token] = (int(claims["exp"]), encoded, claims)
+        return encoded
+
+
 class TokenService:
     """Issues tokens with the active key; verifies with any configured key, chosen by `kid`."""
 
@@ -57,6 +90,15 @@ class TokenService:
         keys = {kid: secret.get_secret_value() for kid, secret in settings.token_keys.items()}
         self._signing = _signing_key(self.algorithm, keys[self.active_kid])
         self._verifying = {kid: _verifying_key(self.algorithm, material) for kid, material in keys.items()}
+        self.verified = VerifiedTokens(settings.token_cache_max_entries, self.leeway)
+
+    def verify_encoded(self, token: str) -> tuple[bytes, dict[str, Any]]:
+        """The claims, as response bytes and as a dict; from the cache of verified tokens when there."""
+        cached = self.verified.get(token, time.time())
+        if cached is not None:
+            return cached
+        claims = self.verify(token)
+        return self.verified.put(token, claims), claims
 
     def issue(self, subject: str) -> str:
         now = int(time.time())

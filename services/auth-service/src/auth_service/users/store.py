@@ -29,17 +29,23 @@ class UserStore:
         self.tracer = tracer
         self._dropping: set[asyncio.Task[None]] = set()
 
+    def traced(self) -> bool:
+        return self.tracer is not None and trace.get_current_span().is_recording()
+
     async def get_json(self, user_id: uuid.UUID) -> bytes | None:
         """The user's response bytes, or None when there is no such user."""
-        if self.tracer is None or not trace.get_current_span().is_recording():
-            return await self.cache.get_or_load(user_id, lambda: self._load(user_id))
+        # Cached under the canonical text of the id: the hot path looks it up without parsing.
+        key = str(user_id)
+        if not self.traced():
+            return await self.cache.get_or_load(key, lambda: self._load(user_id))
+        assert self.tracer is not None
         with self.tracer.start_as_current_span("cache.lookup", attributes={"cache.name": "users"}) as span:
-            hit, value = self.cache.cached(user_id)
+            hit, value = self.cache.cached(key)
             span.set_attribute("cache.hit", hit)
             if hit:
                 return value
             # The load task starts here, so the database span is this span's child.
-            return await self.cache.get_or_load(user_id, lambda: self._load(user_id))
+            return await self.cache.get_or_load(key, lambda: self._load(user_id))
 
     async def _load(self, user_id: uuid.UUID) -> bytes | None:
         if self.l2 is not None:
@@ -77,7 +83,7 @@ class UserStore:
 
     async def forget(self, user_id: uuid.UUID) -> None:
         """Drop this replica's copy and the shared one; other replicas hear of it through NOTIFY."""
-        self.cache.invalidate(user_id)
+        self.cache.invalidate(str(user_id))
         if self.l2 is not None:
             await self.l2.delete(user_id)
 
@@ -87,7 +93,7 @@ class UserStore:
             user_id = uuid.UUID(payload)
         except ValueError:
             return
-        self.cache.invalidate(user_id)
+        self.cache.invalidate(str(user_id))
         if self.l2 is not None:
             task = asyncio.ensure_future(self._forget_shared(self.l2, user_id))
             self._dropping.add(task)
@@ -98,7 +104,7 @@ class UserStore:
         # SQL has no writer to drop it): a read here meanwhile copies the old user back from Redis.
         # So every replica drops the shared copy too, then its own copy again.
         await l2.delete(user_id)
-        self.cache.invalidate(user_id)
+        self.cache.invalidate(str(user_id))
 
     async def close(self) -> None:
         """Wait for the shared copies being dropped (before Redis closes)."""

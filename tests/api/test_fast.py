@@ -1,0 +1,67 @@
+"""The plain-ASGI hot paths answer exactly as FastAPI would, and hand over what they do not answer."""
+
+from __future__ import annotations
+
+import time
+
+from auth_service.security.tokens import VerifiedTokens
+from tests.utils.app import RunningApp, assert_error, bearer, create_user, login
+
+
+async def test_a_user_read_answers_the_same_through_the_hot_path_and_through_fastapi(app: RunningApp) -> None:
+    user = await create_user(app.client)
+    canonical = await app.client.get(f"/v1/users/{user['id']}")  # the hot path
+    upper = await app.client.get(f"/v1/users/{user['id'].upper()}")  # not canonical: FastAPI's route
+    assert canonical.status_code == upper.status_code == 200
+    assert canonical.content == upper.content
+    assert canonical.headers["content-type"] == upper.headers["content-type"]
+
+
+async def test_an_invalid_id_gets_fastapis_validation_answer(app: RunningApp) -> None:
+    error = assert_error(await app.client.get("/v1/users/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"), 422)
+    assert error["details"][0]["field"] == "path.user_id"
+
+
+async def test_an_unknown_user_is_a_404_with_the_error_shape(app: RunningApp) -> None:
+    assert_error(await app.client.get("/v1/users/00000000-0000-4000-8000-000000000000"), 404, "not_found")
+
+
+async def test_other_methods_on_hot_paths_fall_through_to_fastapi(app: RunningApp) -> None:
+    assert_error(await app.client.post("/v1/auth/verify"), 405)
+    assert_error(await app.client.delete("/healthz"), 405)
+
+
+async def test_a_token_is_verified_once_then_served_from_the_cache(app: RunningApp) -> None:
+    user = await create_user(app.client)
+    token = await login(app.client, user["email"], user["password"])
+    first = await app.client.get("/v1/auth/verify", headers=bearer(token))
+    assert app.services.tokens.verified.get(token, time.time()) is not None
+    second = await app.client.get("/v1/auth/verify", headers=bearer(token))
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content
+    me = await app.client.get("/v1/me", headers=bearer(token))
+    assert me.json()["id"] == user["id"]
+
+
+def test_a_cached_token_stops_verifying_when_it_expires() -> None:
+    cache = VerifiedTokens(max_entries=10, leeway=5)
+    now = time.time()
+    cache.put("t", {"exp": int(now) + 1, "sub": "s"})
+    assert cache.get("t", now) is not None
+    assert cache.get("t", now + 1 + 5 + 1) is None  # past exp and the leeway
+    assert cache.get("t", now) is None  # and it is gone
+
+
+def test_the_token_cache_is_bounded_oldest_out_first() -> None:
+    cache = VerifiedTokens(max_entries=3, leeway=0)
+    exp = int(time.time()) + 60
+    for name in "abcd":
+        cache.put(name, {"exp": exp})
+    now = time.time()
+    assert [name for name in "abcd" if cache.get(name, now) is not None] == ["b", "c", "d"]
+
+
+def test_a_zero_sized_token_cache_keeps_nothing() -> None:
+    cache = VerifiedTokens(max_entries=0, leeway=0)
+    cache.put("t", {"exp": int(time.time()) + 60})
+    assert cache.get("t", time.time()) is None
