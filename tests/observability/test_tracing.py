@@ -176,6 +176,13 @@ async def test_sampling_ratio_zero_records_nothing(settings_for: Any, receiver: 
     assert receiver.spans == []
 
 
+async def test_the_ratio_decides_how_many_new_traces_are_recorded(settings_for: Any, receiver: Any) -> None:
+    async with serve(traced(settings_for, receiver.endpoint, ratio=0.25)) as app:
+        responses = [await app.client.get("/healthz") for _ in range(400)]
+    sampled = sum("traceresponse" in response.headers for response in responses)
+    assert 60 <= sampled <= 140, sampled  # 100 expected; binomial sd ~8.7, so far outside ±4.5 sd fails
+
+
 async def test_spans_still_queued_at_shutdown_are_flushed(settings_for: Any, receiver: Any) -> None:
     settings = traced(settings_for, receiver.endpoint, otel_bsp_schedule_delay_ms=60_000)
     async with serve(settings) as app:

@@ -93,6 +93,7 @@ async def serving_admin(telemetry: Telemetry, settings: Settings) -> AsyncIterat
         lifespan="off",
         access_log=False,
         log_config=None,
+        log_level="warning",  # the main server already announces start and stop
         server_header=False,
     )
     server = AdminServer(config)

@@ -13,7 +13,13 @@ from opentelemetry import trace
 from auth_service.settings import Settings
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and goes into the line.
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+# uvicorn adds `color_message`, the message again with terminal colours: not for JSON.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

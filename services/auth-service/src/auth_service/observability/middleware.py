@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -27,7 +27,9 @@ access_log = logging.getLogger("auth_service.access")
 # header, or the W3C baggage entry `loadtest=1` (which also reaches anything downstream).
 LOAD_TEST_HEADER = b"x-load-test"
 LOAD_TEST_BAGGAGE = "loadtest"
-UNMATCHED_ROUTE = "unmatched"  # a 404 without a route must not put raw paths in metric labels
+UNMATCHED_ROUTE = "unmatched"
+TRACEPARENT = b"traceparent"
+NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)  # a 404 without a route must not put raw paths in metric labels
 
 
 class AsgiHeaders(Getter[list[tuple[bytes, bytes]]]):
@@ -96,6 +98,9 @@ class TelemetryMiddleware:
         tracer = self.telemetry.tracer
         if tracer is None:
             return None, None
+        ratio = self.telemetry.edge_ratio
+        if ratio is not None and random.random() >= ratio and not _has_trace_context(scope):  # noqa: S311
+            return None, context.attach(_unsampled_context())
         parent = propagate.extract(scope["headers"], getter=ASGI_HEADERS)
         span = tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
         if span.is_recording():
@@ -118,6 +123,7 @@ class TelemetryMiddleware:
         self.telemetry.metrics.observe_request(method, route, status, seconds, trace_id)
         if span is not None:
             _end_span(span, method, route, status)
+        if token is not None:
             context.detach(token)
         if profiling is not None:
             self.telemetry.slow_requests.end(
@@ -133,6 +139,16 @@ class TelemetryMiddleware:
                 seconds * 1000,
                 extra={"http_route": route, "status": status, "duration_ms": round(seconds * 1000, 3)},
             )
+
+
+def _has_trace_context(scope: Scope) -> bool:
+    return any(name == TRACEPARENT for name, _ in scope["headers"])
+
+
+def _unsampled_context() -> context.Context:
+    """A trace that is not recorded: its ids still correlate logs, and nothing under it is sampled."""
+    span_context = SpanContext(random.getrandbits(128), random.getrandbits(64), False, NOT_SAMPLED)
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def _sampled_trace_id(span: trace.Span | None) -> str | None:

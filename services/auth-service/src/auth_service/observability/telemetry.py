@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from auth_service.observability.metrics import GcPauseTimer, Metrics, watch_loop_lag
 from auth_service.observability.profiling import SlowRequestRecorder
-from auth_service.observability.tracing import DroppedSpans, build_tracer_provider, get_tracer
+from auth_service.observability.tracing import DroppedSpans, build_tracer_provider, edge_ratio, get_tracer
 from auth_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,12 +36,14 @@ class Telemetry:
         self.in_flight = 0  # a plain int on the hot path; exported at scrape time
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
+        self.edge_ratio: float | None = None
         self.admin_port: int | None = None
 
     @contextlib.asynccontextmanager
     async def tracing(self) -> AsyncIterator[None]:
         """The tracer provider and the library instrumentations, for this process; flushed at the end."""
         self.provider = build_tracer_provider(self.settings, self.dropped_spans)
+        self.edge_ratio = edge_ratio(self.settings)
         self.tracer = get_tracer(self.provider)
         uninstrument = _instrument_libraries(self.provider)
         try:

