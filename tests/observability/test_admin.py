@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
 from typing import Any
 
 import httpx
 import orjson
 
+from tests.test_cli import CLI, cli_env
 from tests.utils.app import RunningApp, create_user, serve
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
@@ -73,3 +76,16 @@ async def test_the_slow_request_ring_fills_with_slow_logins_and_stays_bounded(se
     assert profile.status_code == 200
     assert orjson.loads(profile.content)["$schema"] == SPEEDSCOPE_SCHEMA
     assert app.services.telemetry.slow_requests.kept >= 6
+
+
+def test_a_taken_admin_port_stops_start_up_with_a_clear_error(database_url: str) -> None:
+    """Run as a process: uvicorn ends a failed start-up with exit code 3, past any event loop."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = cli_env(AUTH_DATABASE_URL=database_url, AUTH_PORT="0")
+        env["AUTH_ADMIN_PORT"] = str(port)
+        run = subprocess.run([CLI, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3
+    assert f"the admin server cannot listen on 127.0.0.1:{port}" in run.stderr

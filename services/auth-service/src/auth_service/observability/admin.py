@@ -71,6 +71,13 @@ class AdminServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        try:
+            await super().startup(sockets)
+        except SystemExit:  # uvicorn exits the process when it cannot bind; here a clear start-up error
+            where = f"{self.config.host}:{self.config.port}"
+            raise RuntimeError(f"the admin server cannot listen on {where} (AUTH_ADMIN_PORT)") from None
+
     async def main_loop(self) -> None:
         # uvicorn polls should_exit every 0.1 s; waking on an event makes shutdown that much shorter.
         counter = 0
