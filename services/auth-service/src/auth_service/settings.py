@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # --- HTTP server
+    server: Literal["uvicorn", "granian"] = Field(
+        "uvicorn", description="uvicorn: in-process drain on SIGTERM; granian: ~2.7x the rate, drain by preStop"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_in_flight: int = Field(1024, ge=1, description="Requests served at once per process; beyond, 503")
