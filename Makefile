@@ -27,6 +27,7 @@ run: venv ## Serve on 127.0.0.1:8000 (embedded PostgreSQL under .data/ unless AU
 
 .PHONY: test
 test: venv ## Run the whole test suite (AUTH_TEST_DATABASE_URL names a server, else an embedded one)
+	@$(MAKE) --no-print-directory bench-tools || echo "make test: no wrk; the benchmark harness test is skipped" >&2
 	$(VENV)/bin/pytest
 
 ##@ Development
@@ -48,14 +49,14 @@ lock: | $(UV) ## Re-resolve the lock file after changing dependencies
 
 .PHONY: lint
 lint: venv ## ruff (lint and format check) and mypy
-	$(VENV)/bin/ruff check $(SERVICE) tests
-	$(VENV)/bin/ruff format --check $(SERVICE) tests
+	$(VENV)/bin/ruff check $(SERVICE) tests bench
+	$(VENV)/bin/ruff format --check $(SERVICE) tests bench
 	$(VENV)/bin/mypy $(SERVICE)/src
 
 .PHONY: fmt
 fmt: venv ## Format and fix what ruff can
-	$(VENV)/bin/ruff format $(SERVICE) tests
-	$(VENV)/bin/ruff check --fix $(SERVICE) tests
+	$(VENV)/bin/ruff format $(SERVICE) tests bench
+	$(VENV)/bin/ruff check --fix $(SERVICE) tests bench
 
 .PHONY: migrate
 migrate: venv ## Migrate the configured (or embedded) database to head
@@ -68,3 +69,18 @@ clean: ## Remove the environment, tools and caches (keeps .data)
 .PHONY: clean-data
 clean-data: ## Remove the embedded database's data
 	rm -rf .data
+
+##@ Benchmarks
+
+# wrk as the distribution packages it (Debian, Ubuntu): its version is the distribution's, recorded in each result.
+WRK := $(TOOLS)/bin/wrk
+# e.g. BENCH_ARGS="--quick" or "--endpoints verify,user_hit --servers service,ceiling"
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: venv bench-tools ## Service vs baseline vs ceiling, one pinned core each, wrk on another (writes bench/results/)
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+.PHONY: bench-tools
+bench-tools: ## Put wrk in .tools/bin unless it is on PATH (apt-get download and dpkg -x: nothing installed)
+	@command -v wrk >/dev/null || [ -x $(WRK) ] || TOOLS_DIR=$(TOOLS) bench/install-wrk.sh

@@ -1,0 +1,1 @@
+"""The baseline: the service's API written the straightforward FastAPI way, the "before" picture."""

@@ -1,0 +1,88 @@
+"""What a benchmark run measures and how long: endpoints, servers, durations, data sizes, the mixed weights."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+
+ENDPOINTS = ("verify", "user_hit", "user_miss", "login", "create", "mixed")
+SERVERS = ("service", "baseline", "ceiling")
+# The ceiling answers fixed bytes: only the two reads it can imitate exactly.
+CEILING_ENDPOINTS = ("verify", "user_hit")
+# Each request costs an argon2id hash (~20 ms): a few connections saturate the one hashing thread.
+HASHING_ENDPOINTS = ("login", "create")
+
+# The production mix. Creates cost an argon2 hash each, so writes are mostly PATCHes of a name.
+MIX_ENV = "AUTH_BENCH_MIX"
+DEFAULT_MIX = {"verify": 70.0, "user_hit": 20.0, "not_found": 7.0, "update": 2.5, "create": 0.4, "login": 0.1}
+
+
+def mix_from_env(environ: dict[str, str] | None = None) -> dict[str, float]:
+    """The mixed weights: AUTH_BENCH_MIX="verify=70,user_hit=20,..." replaces the named ones."""
+    text = (environ if environ is not None else os.environ).get(MIX_ENV, "")
+    mix = dict(DEFAULT_MIX)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.partition("=")
+        if name not in DEFAULT_MIX:
+            raise ValueError(f"{MIX_ENV}: unknown request kind {name!r}; known: {', '.join(DEFAULT_MIX)}")
+        mix[name] = float(weight)
+    if sum(mix.values()) <= 0:
+        raise ValueError(f"{MIX_ENV}: the weights add up to nothing")
+    return mix
+
+
+@dataclass(frozen=True)
+class Config:
+    """One run's parameters; seconds are whole because wrk takes whole seconds."""
+
+    duration: int = 10
+    warmup: int = 3
+    repetitions: int = 3
+    endpoints: tuple[str, ...] = ENDPOINTS
+    servers: tuple[str, ...] = SERVERS
+    output_dir: Path = RESULTS_DIR
+    users: int = 10_000
+    hot_set: int = 1_000
+    logins: int = 50
+    connections: int = 64
+    hashing_connections: int = 8
+    fixed_rate_share: float = 0.7
+    tracing_ratios: tuple[float, ...] = (0.0, 0.01, 1.0)
+    allocation_requests: int = 2_000
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    server_cpu: int = 0
+    client_cpu: int = 1
+    cpus_allowed: tuple[int, ...] = (0, 1)
+    # Runs in which other processes held the server's CPU more than DISTURBED_PCT are run again, this often.
+    retries: int = 2
+
+    @property
+    def work_dir(self) -> Path:
+        """Data files, logs and server configuration of this run (ignored by git)."""
+        return self.output_dir / "tmp"
+
+    def measures(self, server: str, endpoint: str) -> bool:
+        if server not in self.servers or endpoint not in self.endpoints:
+            return False
+        return server != "ceiling" or endpoint in CEILING_ENDPOINTS
+
+    def connections_for(self, endpoint: str) -> int:
+        return self.hashing_connections if endpoint in HASHING_ENDPOINTS else self.connections
+
+
+# Share of a run's duration that other processes may hold the server's CPU before the run is repeated.
+DISTURBED_PCT = 10.0
+
+QUICK = {
+    "duration": 1,
+    "warmup": 1,
+    "repetitions": 1,
+    "retries": 0,
+    "users": 2_000,
+    "logins": 10,
+    "allocation_requests": 300,
+}

@@ -1,0 +1,69 @@
+"""A fresh, migrated database per run on AUTH_BENCH_DATABASE_URL, else AUTH_TEST_DATABASE_URL, else embedded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from auth_service.db import migrate
+from auth_service.db.embedded import asyncpg_url, start_embedded
+from auth_service.services import driver_dsn
+from auth_service.settings import Settings
+from bench.config import REPO_ROOT
+
+SERVER_ENVS = ("AUTH_BENCH_DATABASE_URL", "AUTH_TEST_DATABASE_URL")
+
+
+@contextmanager
+def database_server() -> Iterator[tuple[str, str]]:
+    """(URL of a maintenance database, where it is): the configured server, or an embedded one kept running."""
+    for name in SERVER_ENVS:
+        if os.environ.get(name):
+            url = Settings(database_url=os.environ[name]).database_url
+            assert url is not None
+            yield url, f"the server named by {name}"
+            return
+    data_dir = REPO_ROOT / ".data" / "bench"
+    embedded: Any = start_embedded(data_dir)
+    yield asyncpg_url(embedded), f"an embedded PostgreSQL (pgserver) under {data_dir.relative_to(REPO_ROOT)}"
+    del embedded  # it stops when the last process using it is gone
+
+
+async def _execute(url: str, statement: str) -> str:
+    conn = await asyncpg.connect(driver_dsn(url))
+    try:
+        return str(await conn.execute(statement))
+    finally:
+        await conn.close()
+
+
+async def _fetch_value(url: str, query: str) -> Any:
+    conn = await asyncpg.connect(driver_dsn(url))
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A new database migrated to head, dropped afterwards; its SQLAlchemy (asyncpg) URL."""
+    name = f"auth_bench_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_execute(server, f'CREATE DATABASE "{name}"'))
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def server_version(url: str) -> str:
+    return str(asyncio.run(_fetch_value(url, "SHOW server_version")))

@@ -1,0 +1,54 @@
+"""How the figures were obtained and what they do not show: written into every report."""
+
+from __future__ import annotations
+
+from bench.config import DISTURBED_PCT, Config
+
+
+def notes(config: Config) -> list[str]:
+    mix = ", ".join(f"{weight:g}% {kind}" for kind, weight in config.mix.items())
+    share = f"{config.fixed_rate_share:.0%}"
+    return [
+        "Each server is one process pinned to one CPU (`taskset -c`); wrk runs pinned to another, with one thread. "
+        "PostgreSQL is not pinned: on a two-core machine its backends share both cores with the server and wrk, "
+        "so database-bound figures (user_miss, create, login, mixed) include the database's own CPU contention.",
+        "service: `auth-service serve` with its production defaults (metrics on, tracing off), AUTH_ENVIRONMENT="
+        "production, a generated AUTH_TOKEN_KEYS, AUTH_HASH_WORKERS=1, AUTH_LOG_LEVEL=WARNING and "
+        "AUTH_DRAIN_DELAY_SECONDS=0 (shutdown only: the harness stops it between blocks). baseline: "
+        "`python -m bench.baseline`, same AUTH_* settings. ceiling: `python -m bench.ceiling` answering the exact "
+        "bytes the service gave for one verify and one user read.",
+        f"Data: a fresh database per run, {config.users:,} users imported through POST /v1/users:batch with one "
+        "argon2id hash (computed once with the service's parameters) for all; tokens from real logins "
+        f"({config.logins}, renewed at every service start); user_hit reads a hot set of {config.hot_set:,} ids "
+        "that fits the cache; user_miss reads all ids with the service started with AUTH_CACHE_MAX_ENTRIES=1, "
+        "so nearly every read goes to PostgreSQL (the baseline has no cache at all).",
+        f"The verify load cycles through {config.logins} tokens: a service that remembers verified tokens serves "
+        "them from that memory after the first round, as it would a client reusing its token.",
+        f"mixed: {mix}. not_found reads random UUIDs (a database query, 404: counted apart, not as errors); "
+        "update is a PATCH of the name with the user's own token; creates and logins cost an argon2id hash "
+        "(~20 ms of the one core each), so they are kept to 0.4% and 0.1%. Override with AUTH_BENCH_MIX="
+        '"verify=70,user_hit=20,...".',
+        "Saturation: wrk with a fixed number of connections sending as fast as answers come. rps is the median of "
+        "the repetitions, with min and max; p50/p99/p99.9 are wrk's (per run, exact to the microsecond), the median "
+        "across repetitions. errors: connect, read, write, timeout (2 s) and 4xx/5xx answers.",
+        f"Fixed rate: one run paced at {share} of the median saturation rate by the wrk script's delay(): each "
+        "request takes the next slot of a fixed schedule, whichever connection is free. Limits: wrk's timers have "
+        "1 ms resolution (requests leave up to 1 ms early, in small bursts); latency is measured from when the "
+        "request is written, not from its slot, so when every connection waits on a stall the queueing before "
+        "sending is not counted (coordinated omission, which wrk2 corrects and this does not). 'achieved' shows "
+        "whether the schedule was kept.",
+        "CPU us/req: utime+stime of the server process (all its threads) from /proc/PID/stat over the measured runs, "
+        "divided by the requests answered (10 ms ticks). rps/core = 1e6 / CPU us/req: the rate one whole core "
+        "would sustain at that cost. It does not move when other processes take the CPU, so on a shared machine "
+        "it is the steadier throughput figure; the targets show it beside rps. CPU %: the server's CPU time "
+        "over the run (100: it had its core and used all of it).",
+        "stolen %: how long other processes held the server's CPU while its event loop was ready to run "
+        "(the main thread's run-queue wait from /proc/PID/schedstat, less what the process's own other threads "
+        f"ran). A run with more than {DISTURBED_PCT:g}% stolen is run again, up to {config.retries} times, and the "
+        "least disturbed attempt is kept (retried_runs in the JSON); what remains understates the server's rps.",
+        "wrk CPU %: wrk's own CPU time over the run; near 100, the load generator rather than the server set the "
+        "pace, and the rps is a lower bound. RSS: VmRSS after the saturation runs.",
+        "GC pauses: the service's own python_gc_pause_seconds histogram (admin /metrics), scraped before and after "
+        "each measured run.",
+        "Tokens, signing keys and the database are made for the run and dropped at its end.",
+    ]

@@ -1,0 +1,215 @@
+"""The results written out: JSON (latest and a dated copy), a markdown report and a chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import chart
+from bench.config import ENDPOINTS, SERVERS
+
+
+def write(results: dict[str, Any], directory: Path) -> list[Path]:
+    """latest.json, YYYY-MM-DD-HHMM.json, latest.md and latest.png in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2) + "\n"
+    written = [directory / "latest.json", directory / f"{results['date_stamp']}.json"]
+    for path in written:
+        path.write_text(text)
+    written.append(directory / "latest.md")
+    written[-1].write_text(markdown(results))
+    written.append(chart.write(results, directory / "latest.png"))
+    return written
+
+
+def markdown(results: dict[str, Any]) -> str:
+    sections = [
+        header(results),
+        saturation_table(results),
+        paced_table(results),
+        gc_table(results),
+        tracing_table(results),
+        allocation_table(results),
+        targets_table(results),
+        method(results),
+        problems(results),
+    ]
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def num(value: Any, digits: int = 0) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def entries(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(endpoint, server, entry) in the report's order."""
+    found = []
+    for endpoint in ENDPOINTS:
+        for server in SERVERS:
+            entry = results["endpoints"].get(endpoint, {}).get(server)
+            if entry is not None:
+                found.append((endpoint, server, entry))
+    return found
+
+
+def header(results: dict[str, Any]) -> str:
+    m, v, s = results["machine"], results["versions"], results["settings"]
+    stack = ", ".join(f"{name} {version}" for name, version in v.items())
+    return "\n".join(
+        [
+            f"# auth-service benchmark, {results['date']}",
+            "",
+            f"- Machine: {m['cpu_model']}, {m['cores']} cores, Linux {m['kernel']}, {m['memory_gib']} GiB; "
+            f"load average at start {m['load_average_at_start']}; server on CPU {m['server_cpu']}, "
+            f"wrk on CPU {m['client_cpu']}.",
+            f"- Versions: {stack}.",
+            f"- Runs: {s['warmup_s']} s warm-up, then {s['repetitions']} x {s['duration_s']} s at saturation "
+            f"(median, min-max), then {s['duration_s']} s paced at {s['fixed_rate_share']:.0%} of the median; "
+            f"{s['users']:,} users, a hot set of {s['hot_set']:,}, {s['tokens']} tokens; "
+            f"{s['connections']} connections ({s['hashing_connections']} for login and create); "
+            f"the database: {s.get('database', 'unknown')}. "
+            f"Took {results['elapsed_s']:.0f} s.",
+        ]
+    )
+
+
+def saturation_table(results: dict[str, Any]) -> str:
+    head = ["endpoint", "server", "rps", "min-max", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "rps/core"]
+    head += ["CPU %", "stolen %", "wrk CPU %", "RSS MB", "errors"]
+    rows = [
+        [
+            endpoint,
+            server,
+            num(e.get("rps")),
+            f"{num(e.get('rps_min'))}-{num(e.get('rps_max'))}",
+            num(e.get("p50_ms"), 2),
+            num(e.get("p99_ms"), 2),
+            num(e.get("p999_ms"), 2),
+            num(e.get("cpu_us_per_request")),
+            num(e.get("capacity_rps")),
+            num(e.get("cpu_pct")),
+            num(e.get("stolen_pct")),
+            num(e.get("client_cpu_pct")),
+            num(e.get("rss_mb")),
+            e["error"] if "error" in e else num(e.get("errors")),
+        ]
+        for endpoint, server, e in entries(results)
+    ]
+    return "## Saturation\n\n" + table(head, rows)
+
+
+def paced_table(results: dict[str, Any]) -> str:
+    head = ["endpoint", "server", "target rps", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "errors"]
+    rows = [
+        [
+            endpoint,
+            server,
+            num(e.get("fixed_rate_rps")),
+            num(e.get("fixed_achieved_rps")),
+            num(e.get("fixed_p50_ms"), 2),
+            num(e.get("fixed_p99_ms"), 2),
+            num(e.get("fixed_p999_ms"), 2),
+            num(e.get("fixed_cpu_us_per_request")),
+            num(e.get("fixed_errors")),
+        ]
+        for endpoint, server, e in entries(results)
+        if "fixed_rate_rps" in e
+    ]
+    share = results["settings"]["fixed_rate_share"]
+    return f"## At {share:.0%} of saturation (fixed rate)\n\n" + table(head, rows)
+
+
+def gc_table(results: dict[str, Any]) -> str:
+    rows = []
+    for endpoint, server, e in entries(results):
+        for generation, pauses in e.get("gc", {}).items():
+            counts = [num(pauses["collections"]), num(pauses["pause_ms"], 2), num(pauses["pause_us_per_request"], 3)]
+            rows.append([endpoint, server, generation, *counts])
+    if not rows:
+        return ""
+    head = ["endpoint", "server", "generation", "collections", "pause ms", "pause us/req"]
+    return "## GC pauses of the service (its python_gc_pause_seconds, over the measured runs)\n\n" + table(head, rows)
+
+
+def tracing_table(results: dict[str, Any]) -> str:
+    tracing = results.get("tracing")
+    if not tracing:
+        return ""
+    head = ["sampler arg", "endpoint", "rps", "min-max", "p99 ms", "CPU us/req", "rps/core", "stolen %"]
+    head += ["rps vs off %", "rps/core vs off %", "exports"]
+    rows = [
+        [label, endpoint, *tracing_cells(e), num(run.get("exports"))]
+        for label, run in [("off", tracing["off"]), *tracing["ratios"].items()]
+        for endpoint, e in run.items()
+        if isinstance(e, dict)
+    ]
+    return f"## Tracing overhead (service)\n\n{tracing['method']}\n\n" + table(head, rows)
+
+
+def tracing_cells(e: dict[str, Any]) -> list[str]:
+    return [
+        num(e.get("rps")),
+        f"{num(e.get('rps_min'))}-{num(e.get('rps_max'))}",
+        num(e.get("p99_ms"), 2),
+        num(e.get("cpu_us_per_request")),
+        num(e.get("capacity_rps")),
+        num(e.get("stolen_pct")),
+        num(e.get("rps_change_pct"), 1),
+        num(e.get("capacity_change_pct"), 1),
+    ]
+
+
+def allocation_table(results: dict[str, Any]) -> str:
+    allocations = results.get("allocations")
+    if not allocations:
+        return ""
+    rows = [
+        [
+            endpoint,
+            num(allocations[endpoint]["peak_bytes_per_request"]),
+            num(allocations[endpoint]["peak_bytes_max"]),
+            num(allocations[endpoint]["net_bytes_per_request"], 1),
+        ]
+        for endpoint in ("verify", "user_hit")
+        if endpoint in allocations
+    ]
+    head = ["endpoint", "peak B/request (median)", "peak B (max)", "net B/request"]
+    return f"## Allocations on the hot path\n\n{allocations['method']}\n\n" + table(head, rows)
+
+
+def targets_table(results: dict[str, Any]) -> str:
+    head = ["target", "measured", "met", "margin", "by CPU time", "met by CPU time"]
+    rows = [target_row(t) for t in results.get("targets", {}).values()]
+    return (
+        "## Targets\n\nmargin: how far past the goal, in the good direction (negative: missed by that much). "
+        "by CPU time: the same figure from rps/core (1e6 / CPU us per request), which other load does not move.\n\n"
+        + table(head, rows)
+    )
+
+
+def target_row(t: dict[str, Any]) -> list[str]:
+    digits = 0 if t["unit"] in ("rps", "B") else 2
+    by_cpu = [num(t["by_cpu"], digits) + f" {t['unit']}", yes_no(t["met_by_cpu"])] if "by_cpu" in t else ["", ""]
+    measured = num(t["measured"], digits) + f" {t['unit']}"
+    return [t["description"], measured, yes_no(t["met"]), num(t["margin_pct"], 1) + " %", *by_cpu]
+
+
+def yes_no(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def method(results: dict[str, Any]) -> str:
+    return "## Method and limits\n\n" + "\n".join(f"- {note}" for note in results["method"])
+
+
+def problems(results: dict[str, Any]) -> str:
+    found = [f"- {problem}" for problem in results["problems"]] + [f"- {note}" for note in results.get("notes", [])]
+    return "## Problems and notes of this run\n\n" + "\n".join(found) if found else ""

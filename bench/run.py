@@ -1,0 +1,244 @@
+"""A benchmark run: the service, the baseline and the ceiling measured on the same endpoints and data.
+
+Blocks, each one server process pinned to one CPU: the service as shipped (it also seeds the data), the
+service with a one-entry cache (user_miss), the baseline, the ceiling, the service with tracing at each
+sampling ratio; then the allocation pass in this process. Results go to --output-dir.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from auth_service.services import driver_dsn
+from bench import allocations, database, machine, method, seed, servers, targets, tracing
+from bench.config import DISTURBED_PCT, Config
+from bench.runner import Runner
+from bench.servers import Server
+from bench.tools import wrk_version
+
+SERVICE_ENDPOINTS = ("verify", "user_hit", "login", "create", "mixed")
+BASELINE_ENDPOINTS = ("verify", "user_hit", "user_miss", "login", "create", "mixed")
+MISS_CACHE_ENTRIES = 1
+# Above this share of its CPU, wrk rather than the server may have set the pace.
+CLIENT_BOUND_PCT = 90.0
+
+
+class Bench:
+    def __init__(self, config: Config, wrk_path: str) -> None:
+        self.config = config
+        self.wrk_path = wrk_path
+        self.keys = servers.signing_keys()
+        self.dataset = seed.Dataset(config.work_dir / "data", [], config.hot_set)
+        self.runner = Runner(config, wrk_path, self.dataset)
+        self.env: dict[str, str] = {}
+        self.database_url = ""
+        self.results: dict[str, Any] = {"endpoints": {}, "problems": [], "notes": []}
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        with database.database_server() as (server, where), database.fresh_database(server) as url:
+            self.database_url = url
+            self.env = servers.common_env(driver_dsn(url), self.keys)
+            self.results |= self.describe(url)
+            self.results["settings"]["database"] = where
+            self.service()
+            self.attempt("service with a one-entry cache", self.service_missing_cache)
+            self.attempt("baseline", self.baseline)
+            self.attempt("ceiling", self.ceiling)
+            self.attempt("tracing overhead", self.tracing)
+            self.attempt("allocations", self.allocations)
+        self.results["elapsed_s"] = round(time.monotonic() - started, 1)
+        self.results["targets"] = targets.evaluate(self.results)
+        return self.results
+
+    def describe(self, url: str) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        config = self.config
+        return {
+            "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+            "date_stamp": now.strftime("%Y-%m-%d-%H%M"),
+            "machine": machine.machine(config.server_cpu, config.client_cpu, config.cpus_allowed),
+            "versions": machine.versions(wrk_version(self.wrk_path), database.server_version(url)),
+            "settings": settings(config),
+            "method": method.notes(config),
+        }
+
+    # --- the blocks
+
+    def service(self) -> None:
+        """The service as shipped: seeds the data, fetches the ceiling's answers, measures its endpoints."""
+        with servers.running_service(self.config.server_cpu, self.env, self.log("service")) as service:
+            self.seed(service)
+            self.write_ceiling_responses(service)
+            self.measure(service, SERVICE_ENDPOINTS)
+
+    def service_missing_cache(self) -> None:
+        if not self.config.measures("service", "user_miss"):
+            return
+        env = self.env | {"AUTH_CACHE_MAX_ENTRIES": str(MISS_CACHE_ENTRIES)}
+        with servers.running_service(self.config.server_cpu, env, self.log("service-miss")) as service:
+            self.renew_tokens(service)
+            self.measure(service, ("user_miss",))
+        entry = self.results["endpoints"]["user_miss"]["service"]
+        entry["cache_max_entries"] = MISS_CACHE_ENTRIES
+
+    def baseline(self) -> None:
+        if "baseline" in self.config.servers:
+            with servers.running_baseline(self.config.server_cpu, self.env, self.log("baseline")) as baseline:
+                self.measure(baseline, BASELINE_ENDPOINTS)
+
+    def ceiling(self) -> None:
+        if "ceiling" in self.config.servers:
+            responses, log = self.config.work_dir / "ceiling-responses.json", self.log("ceiling")
+            with servers.running_ceiling(self.config.server_cpu, responses, log) as ceiling:
+                self.measure(ceiling, ("verify", "user_hit"))
+
+    def tracing(self) -> None:
+        endpoints = [e for e in tracing.ENDPOINTS if e in self.config.endpoints]
+        if not (endpoints and self.config.tracing_ratios and "service" in self.config.servers):
+            return
+        found: dict[str, Any] = {"method": tracing.METHOD, "ratios": {}}
+        with tracing.running_sink(self.config.client_cpu, self.log("sink")) as sink:
+            found["off"] = off = self.traced(self.env, endpoints, "tracing-off", None)
+            for ratio in self.config.tracing_ratios:
+                before = tracing.exports(sink)
+                env = self.env | tracing.otel_env(ratio, sink)
+                run = self.traced(env, endpoints, f"tracing-{ratio:g}", off)
+                found["ratios"][f"{ratio:g}"] = run | {"exports": tracing.exports(sink) - before}
+        self.results["tracing"] = found
+
+    def traced(
+        self, env: dict[str, str], endpoints: list[str], name: str, off: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        with servers.running_service(self.config.server_cpu, env, self.log(name)) as service:
+            self.renew_tokens(service)
+            return {
+                endpoint: tracing.summary(self.runner.saturate(service, endpoint)[0], off and off[endpoint])
+                for endpoint in endpoints
+            }
+
+    def allocations(self) -> None:
+        if self.config.allocation_requests <= 0:
+            return
+        settings = allocations.settings_like_service(self.database_url, self.keys)
+        token, user_id = self.dataset.first_token(), self.dataset.first_hot_id()
+        found = allocations.allocations(settings, token, user_id, self.config.allocation_requests)
+        self.results["allocations"] = {"method": allocations.__doc__.strip() if allocations.__doc__ else ""} | found
+
+    # --- data
+
+    def seed(self, service: Server) -> None:
+        with httpx.Client(base_url=service.url) as client:
+            users = seed.create_users(client, self.config.users, seed.password_hash())
+        self.dataset = replace(self.dataset, users=users)
+        self.runner.dataset = self.dataset
+        self.dataset.write_users()
+        self.renew_tokens(service)
+
+    def renew_tokens(self, service: Server) -> None:
+        """Fresh tokens from real logins: a full run lasts longer than a token (15 min)."""
+        with httpx.Client(base_url=service.url) as client:
+            self.dataset.write_tokens(seed.log_in(client, self.dataset.users, self.config.logins))
+
+    def write_ceiling_responses(self, service: Server) -> None:
+        """The exact bodies the service gives for one verify and one user read, for the ceiling to repeat."""
+        with httpx.Client(base_url=service.url) as client:
+            bearer = {"Authorization": f"Bearer {self.dataset.first_token()}"}
+            verify = client.get("/v1/auth/verify", headers=bearer)
+            user = client.get(f"/v1/users/{self.dataset.first_hot_id()}")
+        for response in (verify, user):
+            response.raise_for_status()
+        routes = [
+            route("/v1/auth/verify", verify.content.decode()),
+            route("/v1/users/", user.content.decode()),
+            route("/healthz", '{"status":"ok"}'),
+        ]
+        path = self.config.work_dir / "ceiling-responses.json"
+        path.write_text(json.dumps({"routes": routes}, indent=2))
+
+    # --- bookkeeping
+
+    def measure(self, server: Server, endpoints: tuple[str, ...]) -> None:
+        for endpoint in endpoints:
+            if self.config.measures(server.name, endpoint):
+                started = time.monotonic()
+                entry = self.runner.measure(server, endpoint)
+                self.results["endpoints"].setdefault(endpoint, {})[server.name] = entry
+                progress(f"{server.name} {endpoint}: {summary_line(entry)} ({time.monotonic() - started:.0f} s)")
+                self.check_entry(server.name, endpoint, entry)
+
+    def check_entry(self, server: str, endpoint: str, entry: dict[str, Any]) -> None:
+        if float(entry["error_rate"]) > 0.001:
+            self.problem(f"{server} {endpoint}: {entry['errors']} errors in {entry['requests']} requests")
+        client, own = float(entry["client_cpu_pct"]), float(entry["cpu_pct"])
+        if client > CLIENT_BOUND_PCT:
+            limit = "the server too" if own > CLIENT_BOUND_PCT else "not the server: wrk set the pace"
+            self.note(
+                f"{server} {endpoint}: wrk used {client:.0f}% of its CPU and the server {own:.0f}% ({limit}); "
+                "the rps may be a lower bound, rps/core is not affected"
+            )
+
+    def note(self, text: str) -> None:
+        progress(f"note: {text}")
+        self.results["notes"].append(text)
+
+    def attempt(self, what: str, block: Callable[[], None]) -> None:
+        """Run a block; a server that fails is reported and the run goes on without it."""
+        try:
+            block()
+        except (servers.ServerFailed, RuntimeError, httpx.HTTPError, OSError) as exc:
+            self.problem(f"{what}: {exc}")
+
+    def problem(self, text: str) -> None:
+        progress(f"problem: {text}")
+        self.results["problems"].append(text)
+
+    def log(self, name: str) -> Path:
+        return self.config.work_dir / "logs" / f"{name}.log"
+
+
+def progress(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def summary_line(entry: dict[str, Any]) -> str:
+    paced = (
+        f"; paced at {entry['fixed_rate_rps']:,.0f} rps: p99 {entry['fixed_p99_ms']:.2f} ms"
+        if "fixed_p99_ms" in entry
+        else ""
+    )
+    spread = f"{entry['rps_min']:,.0f}-{entry['rps_max']:,.0f}"
+    return f"{entry['rps']:,.0f} rps ({spread}), p99 {entry['p99_ms']:.2f} ms, {entry['errors']} errors{paced}"
+
+
+def route(prefix: str, body: str) -> dict[str, Any]:
+    return {"method": "GET", "prefix": prefix, "status": 200, "body": body, "content_type": "application/json"}
+
+
+def settings(config: Config) -> dict[str, Any]:
+    return {
+        "duration_s": config.duration,
+        "warmup_s": config.warmup,
+        "repetitions": config.repetitions,
+        "users": config.users,
+        "hot_set": config.hot_set,
+        "tokens": config.logins,
+        "connections": config.connections,
+        "hashing_connections": config.hashing_connections,
+        "fixed_rate_share": config.fixed_rate_share,
+        "mix_pct": config.mix,
+        "tracing_ratios": list(config.tracing_ratios),
+        "allocation_requests": config.allocation_requests,
+        "retries_of_disturbed_runs": config.retries,
+        "disturbed_pct": DISTURBED_PCT,
+        "user_miss_cache_max_entries": MISS_CACHE_ENTRIES,
+    }

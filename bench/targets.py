@@ -1,0 +1,118 @@
+"""The issue's targets, checked against a run's results: measured value, goal, met or not, and by how much.
+
+Throughput targets are checked on rps, as the issue states them, and again on rps/core (1e6 / CPU time per
+request), which other processes on a shared machine do not move: `by_cpu` and `met_by_cpu`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Results = dict[str, Any]
+# (results, the key that holds throughput: "rps" or "capacity_rps") -> the measured value, or None
+Measure = Callable[[Results, str], float | None]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    goal: float
+    at_least: bool  # True: measured >= goal; False: measured <= goal
+    unit: str
+    measure: Measure
+    throughput: bool = True  # also checked on rps/core
+
+
+def value(results: Results, endpoint: str, server: str, key: str) -> float | None:
+    found = results.get("endpoints", {}).get(endpoint, {}).get(server, {}).get(key)
+    return float(found) if isinstance(found, int | float) else None
+
+
+def rps(endpoint: str) -> Measure:
+    return lambda results, key: value(results, endpoint, "service", key)
+
+
+def times(endpoint: str, other: str) -> Measure:
+    """How many times the other server's throughput the service's is."""
+
+    def measure(results: Results, key: str) -> float | None:
+        service, reference = value(results, endpoint, "service", key), value(results, endpoint, other, key)
+        return service / reference if service is not None and reference else None
+
+    return measure
+
+
+def p99_paced(endpoint: str) -> Measure:
+    return lambda results, _: value(results, endpoint, "service", "fixed_p99_ms")
+
+
+def allocated(endpoint: str) -> Measure:
+    def measure(results: Results, _: str) -> float | None:
+        found = results.get("allocations", {}).get(endpoint, {}).get("peak_bytes_per_request")
+        return float(found) if isinstance(found, int | float) else None
+
+    return measure
+
+
+def tracing_cost(endpoint: str, ratio: str = "0.01") -> Measure:
+    """Throughput lost with tracing at this sampling ratio, in % of the throughput with tracing off."""
+
+    def measure(results: Results, key: str) -> float | None:
+        found = results.get("tracing", {}).get("ratios", {}).get(ratio, {}).get(endpoint, {})
+        change = found.get("rps_change_pct" if key == "rps" else "capacity_change_pct")
+        return -float(change) if isinstance(change, int | float) else None
+
+    return measure
+
+
+TARGETS = (
+    Target("verify_vs_ceiling", "verify >= 0.2 x ceiling", 0.2, True, "x", times("verify", "ceiling")),
+    Target("verify_vs_baseline", "verify >= 4 x baseline", 4, True, "x", times("verify", "baseline")),
+    Target("user_hit_vs_ceiling", "user_hit >= 0.2 x ceiling", 0.2, True, "x", times("user_hit", "ceiling")),
+    Target("user_hit_vs_baseline", "user_hit >= 4 x baseline", 4, True, "x", times("user_hit", "baseline")),
+    Target("user_miss_rps", "user_miss >= 4000 rps", 4000, True, "rps", rps("user_miss")),
+    Target("user_miss_vs_baseline", "user_miss >= 2 x baseline", 2, True, "x", times("user_miss", "baseline")),
+    Target("mixed_rps", "mixed >= 12000 rps", 12000, True, "rps", rps("mixed")),
+    Target("verify_p99_at_70pct", "verify p99 at 70% load <= 2 ms", 2, False, "ms", p99_paced("verify"), False),
+    Target("user_hit_p99_at_70pct", "user_hit p99 at 70% load <= 2 ms", 2, False, "ms", p99_paced("user_hit"), False),
+    Target("user_miss_p99_at_70pct", "user_miss p99 at 70% <= 10 ms", 10, False, "ms", p99_paced("user_miss"), False),
+    Target("verify_allocation", "verify allocates <= 4096 B/request", 4096, False, "B", allocated("verify"), False),
+    Target(
+        "user_hit_allocation", "user_hit allocates <= 4096 B/request", 4096, False, "B", allocated("user_hit"), False
+    ),
+    Target("verify_tracing_cost", "tracing at 0.01 costs verify <= 10%", 10, False, "%", tracing_cost("verify")),
+    Target("user_hit_tracing_cost", "tracing at 0.01 costs user_hit <= 10%", 10, False, "%", tracing_cost("user_hit")),
+)
+
+
+def verdict(target: Target, measured: float | None) -> tuple[bool, float | None]:
+    """(met, margin_pct): how far past the goal in the good direction (positive: met with that much room)."""
+    if measured is None:
+        return False, None
+    if target.at_least:
+        return measured >= target.goal, round((measured / target.goal - 1) * 100, 1)
+    return measured <= target.goal, round((1 - measured / target.goal) * 100, 1)
+
+
+def check(target: Target, results: Results) -> dict[str, Any]:
+    measured = target.measure(results, "rps")
+    met, margin = verdict(target, measured)
+    checked = {
+        "description": target.description,
+        "target": target.goal,
+        "unit": target.unit,
+        "measured": None if measured is None else round(measured, 3),
+        "met": met,
+        "margin_pct": margin,
+    }
+    if target.throughput:
+        by_cpu = target.measure(results, "capacity_rps")
+        checked |= {"by_cpu": None if by_cpu is None else round(by_cpu, 3), "met_by_cpu": verdict(target, by_cpu)[0]}
+    return checked
+
+
+def evaluate(results: Results) -> dict[str, dict[str, Any]]:
+    return {target.name: check(target, results) for target in TARGETS}
