@@ -6,9 +6,8 @@ processor's thread and the exporter's connections belong to the process that mad
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -173,16 +172,3 @@ def build_tracer_provider(settings: Settings, dropped: DroppedSpans) -> TracerPr
 
 def get_tracer(provider: TracerProvider | None) -> trace.Tracer | None:
     return provider.get_tracer(INSTRUMENTATION_NAME, __version__) if provider is not None else None
-
-
-@contextlib.contextmanager
-def child_span(tracer: trace.Tracer | None, name: str, **attributes: Any) -> Iterator[trace.Span | None]:
-    """A span under the current one, only when the current one is recorded (sampled).
-
-    An unsampled request creates no child spans at all: at ratio 0.01, 99% of requests skip this.
-    """
-    if tracer is None or not trace.get_current_span().is_recording():
-        yield None
-        return
-    with tracer.start_as_current_span(name, attributes=attributes) as span:
-        yield span

@@ -40,7 +40,6 @@ class PasswordHasher:
         self.retry_after = settings.retry_after_seconds
         self.admitted = 0
         self.rejected = 0
-        self.last_wait_seconds = 0.0
         self._executor = ThreadPoolExecutor(settings.hash_workers, thread_name_prefix="argon2")
         # Verified against when the email is unknown, so that answer costs what a wrong password costs.
         self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(24))
@@ -90,9 +89,8 @@ class PasswordHasher:
         return result
 
     def _observe(self, operation: str, queued_at: int, started_at: int, finished_at: int) -> None:
-        self.last_wait_seconds = (started_at - queued_at) / 1e9
         if self.wait_histogram is not None:
-            self.wait_histogram.observe(self.last_wait_seconds)
+            self.wait_histogram.observe((started_at - queued_at) / 1e9)
         if self.tracer is None or not trace.get_current_span().is_recording():
             return
         # Recorded afterwards with the times taken in the worker: the work ran in another thread.

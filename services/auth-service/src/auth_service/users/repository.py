@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import RowMapping
 
@@ -109,8 +109,3 @@ async def replace_password_hash(db: Database, user_id: uuid.UUID, old_hash: str,
 async def delete_user(db: Database, user_id: uuid.UUID) -> bool:
     async with db.transaction() as conn:
         return (await conn.execute(delete(users).where(users.c.id == user_id))).rowcount == 1
-
-
-async def count_users(db: Database) -> int:
-    async with db.transaction() as conn:
-        return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
