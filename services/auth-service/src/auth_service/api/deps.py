@@ -19,12 +19,20 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def parse_bearer(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer ...` value (scheme in any case), or None."""
+    parts = authorization.split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1].strip()
+
+
 def bearer_token(request: Request) -> str:
     """The token of an `Authorization: Bearer ...` header, or 401."""
-    parts = request.headers.get("authorization", "").split(None, 1)
-    if len(parts) != 2 or parts[0].lower() != "bearer":
+    token = parse_bearer(request.headers.get("authorization", ""))
+    if token is None:
         raise unauthorized("a bearer token is required")
-    return parts[1].strip()
+    return token
 
 
 def verified_claims(request: Request) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from auth_service.api.deps import parse_bearer
 from auth_service.errors import UNAUTHORIZED_HEADERS, ApiError, error_body, error_response
 from auth_service.security.tokens import InvalidToken
 from auth_service.services import Services
@@ -45,9 +46,7 @@ async def reply(send: Send, status: int, body: bytes, extra: list[tuple[bytes, b
 def bearer_token(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
+            return parse_bearer(value.decode("latin-1"))
     return None
 
 
