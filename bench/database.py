@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from auth_service.db import migrate
 from auth_service.db.embedded import asyncpg_url, start_embedded
@@ -36,14 +34,6 @@ def database_server() -> Iterator[tuple[str, str]]:
     del embedded  # it stops when the last process using it is gone
 
 
-async def _execute(url: str, statement: str) -> str:
-    conn = await asyncpg.connect(driver_dsn(url))
-    try:
-        return str(await conn.execute(statement))
-    finally:
-        await conn.close()
-
-
 async def _fetch_value(url: str, query: str) -> Any:
     conn = await asyncpg.connect(driver_dsn(url))
     try:
@@ -52,17 +42,9 @@ async def _fetch_value(url: str, query: str) -> Any:
         await conn.close()
 
 
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
+def fresh_database(server: str) -> AbstractContextManager[str]:
     """A new database migrated to head, dropped afterwards; its SQLAlchemy (asyncpg) URL."""
-    name = f"auth_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_execute(server, f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return migrate.temporary_database(server, "auth_bench")
 
 
 def server_version(url: str) -> str:

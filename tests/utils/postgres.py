@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import asyncpg
@@ -31,31 +29,9 @@ def server_url() -> tuple[str, object | None]:
     return asyncpg_url(server), server
 
 
-def with_database(url: str, database: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=database).render_as_string(hide_password=False)
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(driver_dsn(url))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
+def fresh_database(server: str) -> AbstractContextManager[str]:
     """A new, migrated database on that server, dropped afterwards."""
-    name = f"auth_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
-    url = with_database(server, name)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return migrate.temporary_database(server, "auth_test")
 
 
 async def stored_emails(database_url: str, emails: Iterable[str]) -> set[str]:

@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy.engine import make_url
 
 from auth_service.cache.invalidation import InvalidationListener
 from auth_service.cache.local import LocalCache
 from auth_service.cache.redis_l2 import RedisL2
-from auth_service.db.engine import Database, build_engine
+from auth_service.db.engine import Database, build_engine, driver_dsn
 from auth_service.health import Health
 from auth_service.observability.telemetry import Telemetry
 from auth_service.security.passwords import PasswordHasher
@@ -37,11 +36,6 @@ class Services:
     listener: InvalidationListener
     health: Health
     telemetry: Telemetry
-
-
-def driver_dsn(database_url: str) -> str:
-    """The SQLAlchemy URL as a plain libpq-style DSN that asyncpg.connect takes."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ from typing import Any, cast
 import asyncpg
 from prometheus_client import Histogram
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
@@ -26,6 +27,11 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
+
+
+def driver_dsn(database_url: str) -> str:
+    """The SQLAlchemy URL as a plain libpq-style DSN that asyncpg.connect takes."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def build_engine(settings: Settings, url: str) -> AsyncEngine:
