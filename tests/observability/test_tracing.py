@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from auth_service.observability.logs import JsonFormatter
+from auth_service.observability.tracing import EDGE_CHOSEN
 from tests.utils.app import RunningApp, create_user, serve
 from tests.utils.otlp_receiver import ReceivedSpan, otlp_receiver
 
@@ -181,6 +183,24 @@ async def test_the_ratio_decides_how_many_new_traces_are_recorded(settings_for: 
         responses = [await app.client.get("/healthz") for _ in range(400)]
     sampled = sum("traceresponse" in response.headers for response in responses)
     assert 60 <= sampled <= 140, sampled  # 100 expected; binomial sd ~8.7, so far outside ±4.5 sd fails
+
+
+async def test_only_requests_chosen_at_the_edge_leave_spans(settings_for: Any, receiver: Any) -> None:
+    """About half the reads are chosen; the database spans of the others, which have no parent, are dropped."""
+    async with serve(traced(settings_for, receiver.endpoint, ratio=0.5)) as app:
+        misses = [await app.client.get(f"/v1/users/{uuid.uuid4()}") for _ in range(40)]
+        await asyncio.to_thread(_flush, app.services.telemetry.provider)
+    assert all(response.status_code == 404 for response in misses)
+    chosen = {trace_of(response)[0] for response in misses if "traceresponse" in response.headers}
+    assert 5 <= len(chosen) <= 35, len(chosen)  # 20 expected; binomial sd ~3.2
+    assert {span.trace_id for span in receiver.spans} == chosen
+    for trace_id in chosen:
+        spans = receiver.by_trace(trace_id)
+        server = only(spans, USER_ROUTE)
+        assert server.parent_span_id == ""
+        assert server.attributes["http.request.method"] == "GET"
+        assert EDGE_CHOSEN not in server.attributes  # the sampler's mark is not a span attribute
+        assert any(span.attributes.get("db.system") == "postgresql" for span in spans)
 
 
 async def test_spans_still_queued_at_shutdown_are_flushed(settings_for: Any, receiver: Any) -> None:

@@ -2,7 +2,8 @@
 
 Plain ASGI and written here rather than opentelemetry-instrumentation-asgi: that middleware wraps
 every receive and send in spans of their own and builds its attributes on every request, sampled or
-not; here an unsampled request costs one context extraction and one histogram observation. The
+not; here a request the sampler leaves out costs a random draw, a look for a traceparent header and
+one histogram observation (see tracing.edge_ratio). The
 span is named from the route template once routing has matched (FastAPI puts the route in the scope).
 """
 
@@ -15,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auth_service.observability.tracing import EDGE_CHOSEN
 
 if TYPE_CHECKING:
     from auth_service.observability.telemetry import Telemetry
@@ -29,7 +32,6 @@ LOAD_TEST_HEADER = b"x-load-test"
 LOAD_TEST_BAGGAGE = "loadtest"
 UNMATCHED_ROUTE = "unmatched"
 TRACEPARENT = b"traceparent"
-NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)  # a 404 without a route must not put raw paths in metric labels
 
 
 class AsgiHeaders(Getter[list[tuple[bytes, bytes]]]):
@@ -98,21 +100,22 @@ class TelemetryMiddleware:
         tracer = self.telemetry.tracer
         if tracer is None:
             return None, None
+        attributes: dict[str, Any] = {}
         ratio = self.telemetry.edge_ratio
-        if ratio is not None and random.random() >= ratio and not _has_trace_context(scope):  # noqa: S311
-            return None, context.attach(_unsampled_context())
+        if ratio is not None and not _has_trace_context(scope):
+            if random.random() >= ratio:  # noqa: S311 - sampling, not security
+                # Nothing to record and nothing attached: the root sampler drops any span under it.
+                return None, None
+            attributes[EDGE_CHOSEN] = True
         parent = propagate.extract(scope["headers"], getter=ASGI_HEADERS)
-        span = tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER)
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    "http.request.method": scope["method"],
-                    "url.path": scope["path"],
-                    "network.protocol.version": scope.get("http_version", "1.1"),
-                }
-            )
-            if is_load_test(scope, parent):
-                span.set_attribute("load_test", True)
+        attributes |= {
+            "http.request.method": scope["method"],
+            "url.path": scope["path"],
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        if is_load_test(scope, parent):
+            attributes["load_test"] = True
+        span = tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER, attributes=attributes)
         return span, context.attach(trace.set_span_in_context(span, parent))
 
     def _finish(
@@ -143,12 +146,6 @@ class TelemetryMiddleware:
 
 def _has_trace_context(scope: Scope) -> bool:
     return any(name == TRACEPARENT for name, _ in scope["headers"])
-
-
-def _unsampled_context() -> context.Context:
-    """A trace that is not recorded: its ids still correlate logs, and nothing under it is sampled."""
-    span_context = SpanContext(random.getrandbits(128), random.getrandbits(64), False, NOT_SAMPLED)
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def _sampled_trace_id(span: trace.Span | None) -> str | None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -22,10 +23,15 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 from auth_service import __version__
 from auth_service.settings import Settings
@@ -101,9 +107,10 @@ def edge_ratio(settings: Settings) -> float | None:
 
     Under a parent-based sampler, whether a request's trace is recorded is decided once, for its
     root, and every span under it follows. The middleware takes that decision itself, before any
-    span exists: an unsampled request (99 in 100 at the default ratio) then costs a context with
-    a non-recording span instead of extracting, sampling and building one (about 9 µs, measured).
-    The provider's own root sampler is then ALWAYS_ON: it only sees roots the middleware chose.
+    span exists, and starts a span only for the requests it chose (and those that carry upstream
+    trace context). The provider's root sampler is then `EdgeChosenRoots`: it records the roots the
+    middleware chose and drops every other one, so the database spans of an unsampled request,
+    which have no parent, are dropped too, and the request needs no context of its own.
     """
     if settings.otel_traces_sampler not in EDGE_RATIOS:
         return None
@@ -111,10 +118,41 @@ def edge_ratio(settings: Settings) -> float | None:
     return settings.otel_traces_sampler_arg if fixed is None else fixed
 
 
+# Set by the request middleware on a root span it chose to record; the sampler keeps it off the span.
+EDGE_CHOSEN = "auth_service.edge_chosen"
+
+
+class EdgeChosenRoots(Sampler):
+    """Records a new trace only where the request middleware chose to (see `edge_ratio`).
+
+    Any other root is dropped: a span of a request the middleware left unsampled (a database query
+    on a cache miss, a Redis call), and background work outside any request. The alternative, a
+    non-recording parent attached to every unsampled request, cost 1 us of a 24 us request (measured).
+    """
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if attributes and attributes.get(EDGE_CHOSEN):
+            kept = {key: value for key, value in attributes.items() if key != EDGE_CHOSEN}
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, kept, trace_state)
+        return SamplingResult(Decision.DROP, None, trace_state)
+
+    def get_description(self) -> str:
+        return "EdgeChosenRoots"
+
+
 def sampler(settings: Settings) -> Sampler:
     """OTEL_TRACES_SAMPLER and its argument; parent-based kinds always continue a sampled upstream trace."""
     if edge_ratio(settings) is not None:
-        return ParentBased(ALWAYS_ON)
+        return ParentBased(EdgeChosenRoots())
     ratio = TraceIdRatioBased(settings.otel_traces_sampler_arg)
     return {
         "always_on": ALWAYS_ON,
