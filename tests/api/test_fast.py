@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import time
+from typing import Any
 
+from fastapi.routing import APIRoute
+
+from auth_service.api.fast import _all_routes
+from auth_service.app import create_app
 from auth_service.security.tokens import VerifiedTokens
-from tests.utils.app import RunningApp, assert_error, bearer, create_user, login
+from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, make_settings
 
 
 async def test_a_user_read_answers_the_same_through_the_hot_path_and_through_fastapi(app: RunningApp) -> None:
@@ -65,3 +71,19 @@ def test_a_zero_sized_token_cache_keeps_nothing() -> None:
     cache = VerifiedTokens(max_entries=0, leeway=0)
     cache.put("t", {"exp": int(time.time()) + 60})
     assert cache.get("t", time.time()) is None
+
+
+def _dependency_calls(dependant: Any) -> list[Any]:
+    calls = []
+    for dependency in dependant.dependencies:
+        calls += [dependency.call, *_dependency_calls(dependency)]
+    return calls
+
+
+def test_no_dependency_of_a_route_runs_in_the_thread_pool() -> None:
+    """FastAPI runs a plain `def` dependency in its thread pool: a thread hop per request and dependency."""
+    app = create_app(make_settings("postgresql+asyncpg://unused@127.0.0.1:1/unused"))
+    routes = [route for route in _all_routes(app.routes) if isinstance(route, APIRoute)]
+    calls = {call for route in routes for call in _dependency_calls(route.dependant)}
+    assert routes and calls
+    assert [call.__name__ for call in calls if not inspect.iscoroutinefunction(call)] == []
