@@ -27,7 +27,8 @@ def notes(config: Config) -> list[str]:
         f"mixed: {mix}. not_found reads random UUIDs (a database query, 404: counted apart, not as errors); "
         "update is a PATCH of the name with the user's own token; creates and logins cost an argon2id hash "
         "(~20 ms of the one core each), so they are kept to 0.4% and 0.1%. Override with AUTH_BENCH_MIX="
-        '"verify=70,user_hit=20,...".',
+        '"verify=70,user_hit=20,...". mixed_no_hashing: the same mix less its creates and logins, on the same '
+        "service process; from the two, what each hashing request costs and how much of the mix's CPU they take.",
         "Saturation: wrk with a fixed number of connections sending as fast as answers come. rps is the median of "
         "the repetitions, with min and max; p50/p99/p99.9 are wrk's (per run, exact to the microsecond), the median "
         "across repetitions. errors: connect, read, write, timeout (2 s) and 4xx/5xx answers.",

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import chart
-from bench.config import ENDPOINTS, SERVERS
+from bench import chart, targets
+from bench.config import REPORTED_ENDPOINTS, SERVERS
 
 
 def write(results: dict[str, Any], directory: Path) -> list[Path]:
@@ -32,6 +32,7 @@ def markdown(results: dict[str, Any]) -> str:
         tracing_table(results),
         allocation_table(results),
         targets_table(results),
+        mixed_breakdown(results),
         method(results),
         problems(results),
     ]
@@ -52,7 +53,7 @@ def num(value: Any, digits: int = 0) -> str:
 def entries(results: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """(endpoint, server, entry) in the report's order."""
     found = []
-    for endpoint in ENDPOINTS:
+    for endpoint in REPORTED_ENDPOINTS:
         for server in SERVERS:
             entry = results["endpoints"].get(endpoint, {}).get(server)
             if entry is not None:
@@ -200,6 +201,24 @@ def target_row(t: dict[str, Any]) -> list[str]:
     by_cpu = [num(t["by_cpu"], digits) + f" {t['unit']}", yes_no(t["met_by_cpu"])] if "by_cpu" in t else ["", ""]
     measured = num(t["measured"], digits) + f" {t['unit']}"
     return [t["description"], measured, yes_no(t["met"]), num(t["margin_pct"], 1) + " %", *by_cpu]
+
+
+def mixed_breakdown(results: dict[str, Any]) -> str:
+    b = results.get("mixed_breakdown")
+    if not b:
+        return ""
+    return (
+        "## The mixed scenario: where its CPU goes\n\n"
+        f"Creates and logins are {b['hashing_share_of_requests_pct']:g}% of the mix's requests and "
+        f"{b['hashing_share_of_cpu_pct']:.0f}% of its CPU: {b['cpu_ms_per_hashing_request']:.1f} ms each "
+        "(one argon2id hash or verification at the service's parameters, plus the request), derived from "
+        f"the mix ({b['cpu_us_per_request']:.0f} us a request) and the same mix less them, measured in the "
+        f"same run ({b['cpu_us_per_request_without_hashing']:.0f} us a request). At "
+        f"{targets.MIXED_GOAL_RPS:,} requests a second on one core, a request may cost "
+        f"{b['budget_us_per_request_at_goal']:.0f} us; the hashing alone takes {b['hashing_us_per_request']:.0f} us "
+        f"of every request's share. Were hashing free, one core would serve "
+        f"{b['rps_per_core_if_hashing_were_free']:,.0f} requests a second of this mix."
+    )
 
 
 def yes_no(met: bool) -> str:

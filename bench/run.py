@@ -20,12 +20,12 @@ import httpx
 
 from auth_service.services import driver_dsn
 from bench import allocations, database, machine, method, seed, servers, targets, tracing
-from bench.config import DISTURBED_PCT, Config
+from bench.config import DISTURBED_PCT, MIXED_NO_HASHING, Config, hashing_share
 from bench.runner import Runner
 from bench.servers import Server
 from bench.tools import wrk_version
 
-SERVICE_ENDPOINTS = ("verify", "user_hit", "login", "create", "mixed")
+SERVICE_ENDPOINTS = ("verify", "user_hit", "login", "create", "mixed", MIXED_NO_HASHING)
 BASELINE_ENDPOINTS = ("verify", "user_hit", "user_miss", "login", "create", "mixed")
 MISS_CACHE_ENTRIES = 1
 # Above this share of its CPU, wrk rather than the server may have set the pace.
@@ -58,6 +58,7 @@ class Bench:
             self.attempt("allocations", self.allocations)
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
         self.results["targets"] = targets.evaluate(self.results)
+        self.results["mixed_breakdown"] = targets.mixed_breakdown(self.results, hashing_share(self.config.mix))
         return self.results
 
     def describe(self, url: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench import measure, stats, wrk
-from bench.config import DISTURBED_PCT, Config
+from bench.config import DISTURBED_PCT, MIXED_NO_HASHING, Config, without_hashing
 from bench.seed import Dataset
 from bench.servers import Server, check_alive
 
@@ -17,7 +17,10 @@ class Runner:
     dataset: Dataset
 
     def load(self, endpoint: str, rate: float | None = None) -> wrk.Load:
-        mix = ",".join(f"{kind}:{weight:g}" for kind, weight in self.config.mix.items())
+        weights = self.config.mix
+        if endpoint == MIXED_NO_HASHING:
+            endpoint, weights = "mixed", without_hashing(weights)
+        mix = ",".join(f"{kind}:{weight:g}" for kind, weight in weights.items())
         data = self.dataset.wrk_args() | {"mix": mix}
         return wrk.Load(endpoint, self.config.connections_for(endpoint), data, rate)
 

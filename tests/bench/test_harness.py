@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench.config import CEILING_ENDPOINTS, ENDPOINTS, REPO_ROOT
+from bench.config import CEILING_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
 from bench.tools import find_wrk
 
 pytestmark = [
@@ -32,6 +32,7 @@ TARGETS = {
     "user_miss_rps",
     "user_miss_vs_baseline",
     "mixed_rps",
+    "mixed_no_hashing_rps",
     "verify_p99_at_70pct",
     "user_hit_p99_at_70pct",
     "user_miss_p99_at_70pct",
@@ -59,6 +60,8 @@ def results(output: Path) -> dict[str, Any]:
 
 
 def servers_for(endpoint: str) -> set[str]:
+    if endpoint == MIXED_NO_HASHING:
+        return {"service"}
     return {"service", "baseline", "ceiling"} if endpoint in CEILING_ENDPOINTS else {"service", "baseline"}
 
 
@@ -68,9 +71,10 @@ def test_every_file_is_written(output: Path, results: dict[str, Any]) -> None:
     assert json.loads((output / dated[0]).read_text()) == results
     assert (output / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     report = (output / "latest.md").read_text()
-    for endpoint in ENDPOINTS:
+    for endpoint in REPORTED_ENDPOINTS:
         for server in servers_for(endpoint):
             assert f"| {endpoint} | {server} |" in report
+    assert "## The mixed scenario: where its CPU goes" in report
 
 
 def test_the_run_is_described(results: dict[str, Any]) -> None:
@@ -83,7 +87,7 @@ def test_the_run_is_described(results: dict[str, Any]) -> None:
 
 
 def test_every_endpoint_has_its_servers_and_figures(results: dict[str, Any]) -> None:
-    assert set(results["endpoints"]) == set(ENDPOINTS)
+    assert set(results["endpoints"]) == set(REPORTED_ENDPOINTS)
     for endpoint, by_server in results["endpoints"].items():
         assert set(by_server) == servers_for(endpoint), endpoint
         for server, entry in by_server.items():
@@ -97,6 +101,15 @@ def test_every_endpoint_has_its_servers_and_figures(results: dict[str, Any]) -> 
     # The mix reads ids that do not exist: 404s, counted apart from errors.
     assert results["endpoints"]["mixed"]["service"]["not_found"] > 0
     assert set(results["endpoints"]["verify"]["service"]["gc"]) == {"0", "1", "2"}
+
+
+def test_the_mixed_cpu_is_split_between_hashing_and_the_rest(results: dict[str, Any]) -> None:
+    breakdown = results["mixed_breakdown"]
+    assert breakdown["hashing_share_of_requests_pct"] == 0.5  # create 0.4 + login 0.1 of the default mix
+    assert breakdown["cpu_us_per_request"] > breakdown["cpu_us_per_request_without_hashing"] > 0
+    # An argon2id hash at the OWASP minimum costs milliseconds: far more than any other request.
+    assert breakdown["cpu_ms_per_hashing_request"] > 1
+    assert 0 < breakdown["hashing_share_of_cpu_pct"] < 100
 
 
 def test_tracing_is_measured_at_each_ratio(results: dict[str, Any]) -> None:
