@@ -10,8 +10,10 @@ def notes(config: Config) -> list[str]:
     share = f"{config.fixed_rate_share:.0%}"
     return [
         "Each server is one process pinned to one CPU (`taskset -c`); wrk runs pinned to another, with one thread. "
-        "PostgreSQL is not pinned: on a two-core machine its backends share both cores with the server and wrk, "
-        "so database-bound figures (user_miss, create, login, mixed) include the database's own CPU contention.",
+        "The embedded PostgreSQL (the default) is pinned to wrk's CPU, standing in for a database on another "
+        "machine: database-bound figures (user_miss, create, login, mixed) then share that CPU between the "
+        "database and wrk, never the server's. A server named by AUTH_BENCH_DATABASE_URL or "
+        "AUTH_TEST_DATABASE_URL is not pinned (see the database line of the settings).",
         "service: `auth-service serve` with its production defaults (metrics on, tracing off), AUTH_ENVIRONMENT="
         "production, a generated AUTH_TOKEN_KEYS, AUTH_HASH_WORKERS=1, AUTH_LOG_LEVEL=WARNING and "
         "AUTH_DRAIN_DELAY_SECONDS=0 (shutdown only: the harness stops it between blocks). baseline: "

@@ -45,7 +45,10 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
-        with database.database_server() as (server, where), database.fresh_database(server) as url:
+        with (
+            database.database_server(self.config.client_cpu) as (server, where),
+            database.fresh_database(server) as url,
+        ):
             self.database_url = url
             self.env = servers.common_env(driver_dsn(url), self.keys)
             self.results |= self.describe(url)
