@@ -35,7 +35,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tracing", action="store_true", help="skip the tracing-overhead runs")
     p.add_argument("--no-allocations", action="store_true", help="skip the tracemalloc pass")
     p.add_argument("--quick", action="store_true", help="1 s runs, 1 repetition, 1 s warm-up, fewer users")
+    p.add_argument(
+        "--service-setting",
+        dest="service_settings",
+        type=service_setting,
+        action="append",
+        metavar="AUTH_NAME=VALUE",
+        help="run the service with this setting instead of its default (repeatable; named in the report)",
+    )
     return p
+
+
+def service_setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not (equals and name.startswith("AUTH_")):
+        raise argparse.ArgumentTypeError(f"expected AUTH_NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -47,6 +62,8 @@ def config_from(args: argparse.Namespace) -> Config:
         values["tracing_ratios"] = ()
     if args.no_allocations:
         values["allocation_requests"] = 0
+    if args.service_settings:
+        values["service_settings"] = dict(args.service_settings)
     server_cpu, client_cpu, allowed = pick_cpus()
     config = Config(**values, mix=mix_from_env(), server_cpu=server_cpu, client_cpu=client_cpu, cpus_allowed=allowed)
     if config.duration < 1 or config.repetitions < 1:

@@ -67,6 +67,8 @@ class Config:
     tracing_ratios: tuple[float, ...] = (0.0, 0.01, 1.0)
     allocation_requests: int = 2_000
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    # AUTH_* settings the service runs with beyond its shipped defaults (an experiment, named in the report).
+    service_settings: dict[str, str] = field(default_factory=dict)
     server_cpu: int = 0
     client_cpu: int = 1
     cpus_allowed: tuple[int, ...] = (0, 1)

@@ -78,8 +78,16 @@ def header(results: dict[str, Any]) -> str:
             f"{s['connections']} connections ({s['hashing_connections']} for login and create); "
             f"the database: {s.get('database', 'unknown')}. "
             f"Took {results['elapsed_s']:.0f} s.",
+            *experiment(s.get("service_settings", {})),
         ]
     )
+
+
+def experiment(service_settings: dict[str, str]) -> list[str]:
+    if not service_settings:
+        return []
+    named = ", ".join(f"`{name}={value}`" for name, value in sorted(service_settings.items()))
+    return [f"- **Not the shipped defaults**: the service ran with {named}."]
 
 
 def saturation_table(results: dict[str, Any]) -> str:

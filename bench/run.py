@@ -40,6 +40,7 @@ class Bench:
         self.dataset = seed.Dataset(config.work_dir / "data", [], config.hot_set)
         self.runner = Runner(config, wrk_path, self.dataset)
         self.env: dict[str, str] = {}
+        self.service_env: dict[str, str] = {}
         self.database_url = ""
         self.results: dict[str, Any] = {"endpoints": {}, "problems": [], "notes": []}
 
@@ -51,6 +52,7 @@ class Bench:
         ):
             self.database_url = url
             self.env = servers.common_env(driver_dsn(url), self.keys)
+            self.service_env = self.env | self.config.service_settings
             self.results |= self.describe(url)
             self.results["settings"]["database"] = where
             self.service()
@@ -80,7 +82,7 @@ class Bench:
 
     def service(self) -> None:
         """The service as shipped: seeds the data, fetches the ceiling's answers, measures its endpoints."""
-        with servers.running_service(self.config.server_cpu, self.env, self.log("service")) as service:
+        with servers.running_service(self.config.server_cpu, self.service_env, self.log("service")) as service:
             self.seed(service)
             self.write_ceiling_responses(service)
             self.measure(service, SERVICE_ENDPOINTS)
@@ -88,7 +90,7 @@ class Bench:
     def service_missing_cache(self) -> None:
         if not self.config.measures("service", "user_miss"):
             return
-        env = self.env | {"AUTH_CACHE_MAX_ENTRIES": str(MISS_CACHE_ENTRIES)}
+        env = self.service_env | {"AUTH_CACHE_MAX_ENTRIES": str(MISS_CACHE_ENTRIES)}
         with servers.running_service(self.config.server_cpu, env, self.log("service-miss")) as service:
             self.renew_tokens(service)
             self.measure(service, ("user_miss",))
@@ -112,10 +114,10 @@ class Bench:
             return
         found: dict[str, Any] = {"method": tracing.METHOD, "ratios": {}}
         with tracing.running_sink(self.config.client_cpu, self.log("sink")) as sink:
-            found["off"] = off = self.traced(self.env, endpoints, "tracing-off", None)
+            found["off"] = off = self.traced(self.service_env, endpoints, "tracing-off", None)
             for ratio in self.config.tracing_ratios:
                 before = tracing.exports(sink)
-                env = self.env | tracing.otel_env(ratio, sink)
+                env = self.service_env | tracing.otel_env(ratio, sink)
                 run = self.traced(env, endpoints, f"tracing-{ratio:g}", off)
                 found["ratios"][f"{ratio:g}"] = run | {"exports": tracing.exports(sink) - before}
         self.results["tracing"] = found
@@ -240,6 +242,7 @@ def settings(config: Config) -> dict[str, Any]:
         "hashing_connections": config.hashing_connections,
         "fixed_rate_share": config.fixed_rate_share,
         "mix_pct": config.mix,
+        "service_settings": config.service_settings,
         "tracing_ratios": list(config.tracing_ratios),
         "allocation_requests": config.allocation_requests,
         "retries_of_disturbed_runs": config.retries,

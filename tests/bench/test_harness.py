@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench import cli
 from bench.config import CEILING_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
 from bench.tools import find_wrk
 
@@ -48,6 +50,8 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One quick run of the harness (no warm-up: the point is the plumbing, not the figures)."""
     directory = tmp_path_factory.mktemp("bench")
     command = [sys.executable, "-m", "bench", "--quick", "--warmup", "0", "--output-dir", str(directory)]
+    # A setting with a trace in the service's log (its shutdown line is INFO; the harness runs it at WARNING).
+    command += ["--service-setting", "AUTH_LOG_LEVEL=INFO"]
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return directory
@@ -75,6 +79,14 @@ def test_every_file_is_written(output: Path, results: dict[str, Any]) -> None:
         for server in servers_for(endpoint):
             assert f"| {endpoint} | {server} |" in report
     assert "## The mixed scenario: where its CPU goes" in report
+
+
+def test_the_service_runs_with_the_settings_given_and_the_report_says_so(output: Path, results: dict[str, Any]) -> None:
+    assert results["settings"]["service_settings"] == {"AUTH_LOG_LEVEL": "INFO"}
+    report = (output / "latest.md").read_text()
+    assert "- **Not the shipped defaults**: the service ran with `AUTH_LOG_LEVEL=INFO`." in report
+    assert "draining" in (output / "tmp" / "logs" / "service.log").read_text()
+    assert "draining" not in (output / "tmp" / "logs" / "baseline.log").read_text(), "the baseline keeps its settings"
 
 
 def test_the_run_is_described(results: dict[str, Any]) -> None:
@@ -138,3 +150,11 @@ def test_every_target_is_checked(results: dict[str, Any]) -> None:
     # Throughput targets are also checked on CPU time per request, which other load does not move.
     assert results["targets"]["mixed_rps"]["by_cpu"] > 0
     assert isinstance(results["targets"]["verify_vs_ceiling"]["met_by_cpu"], bool)
+
+
+def test_service_settings_must_be_auth_settings() -> None:
+    assert cli.service_setting("AUTH_HASH_WORKER_NICE=10") == ("AUTH_HASH_WORKER_NICE", "10")
+    assert cli.service_setting("AUTH_X=a=b") == ("AUTH_X", "a=b")
+    for wrong in ("HASH_WORKER_NICE=10", "AUTH_HASH_WORKER_NICE"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.service_setting(wrong)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -167,3 +170,18 @@ async def test_the_event_loop_keeps_ticking_while_four_hashes_run(make_hasher: M
     await ticker
     assert len(gaps) >= 10, gaps
     assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
+
+
+def _hashing_thread_niceness() -> list[int]:
+    """The scheduling niceness of each live argon2 worker thread (Linux keeps one per thread)."""
+    workers = [thread for thread in threading.enumerate() if thread.name.startswith("argon2")]
+    return [os.getpriority(os.PRIO_PROCESS, thread.native_id) for thread in workers if thread.native_id]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread is Linux's")
+async def test_hashing_threads_run_at_the_configured_niceness(make_hasher: MakeHasher) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    hasher = make_hasher(hash_workers=2, hash_worker_nice=7)
+    await asyncio.gather(hasher.hash(PASSWORD), hasher.hash(PASSWORD))
+    assert _hashing_thread_niceness() == [max(own, 7)] * 2
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own, "the event loop's thread keeps its priority"

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(1, ge=1)
     hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     hash_queue_max: int = Field(32, ge=0, description="Hashes waiting beyond the workers; beyond, 503")
+    hash_worker_nice: int = Field(0, ge=0, le=19, description="Scheduling niceness of the hashing threads")
 
     # --- Tokens
     token_algorithm: Literal["HS256", "EdDSA"] = "HS256"

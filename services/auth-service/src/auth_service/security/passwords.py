@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +42,12 @@ class PasswordHasher:
         self.retry_after = settings.retry_after_seconds
         self.admitted = 0
         self.rejected = 0
-        self._executor = ThreadPoolExecutor(settings.hash_workers, thread_name_prefix="argon2")
+        self._executor = ThreadPoolExecutor(
+            settings.hash_workers,
+            thread_name_prefix="argon2",
+            initializer=_lower_priority,
+            initargs=(settings.hash_worker_nice,),
+        )
         # Verified against when the email is unknown, so that answer costs what a wrong password costs.
         self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(24))
 
@@ -101,6 +108,16 @@ class PasswordHasher:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _lower_priority(nice: int) -> None:
+    """In a worker thread: yield the CPU to the event loop when both want it (Linux: niceness is per thread).
+
+    Only ever lowers the priority: raising it back would need a privilege the service does not have.
+    """
+    thread = threading.get_native_id()
+    if nice > os.getpriority(os.PRIO_PROCESS, thread):
+        os.setpriority(os.PRIO_PROCESS, thread, nice)
 
 
 def _timed(work: Callable[..., T], args: tuple[str, ...]) -> tuple[T, int, int]:
