@@ -32,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, help="where results go (default bench/results)")
     p.add_argument("--users", type=int, help="users seeded (default 10000)")
     p.add_argument("--logins", type=int, help="tokens obtained by logging in (default 50)")
+    p.add_argument("--fixed-rate-share", type=float, help="pace the fixed-rate run at this share of saturation (0.7)")
     p.add_argument("--no-tracing", action="store_true", help="skip the tracing-overhead runs")
     p.add_argument("--no-allocations", action="store_true", help="skip the tracemalloc pass")
     p.add_argument("--quick", action="store_true", help="1 s runs, 1 repetition, 1 s warm-up, fewer users")
@@ -55,7 +56,8 @@ def service_setting(text: str) -> tuple[str, str]:
 
 def config_from(args: argparse.Namespace) -> Config:
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
-    for name in ("duration", "warmup", "repetitions", "endpoints", "servers", "output_dir", "users", "logins"):
+    names = ("duration", "warmup", "repetitions", "endpoints", "servers", "output_dir", "users", "logins")
+    for name in (*names, "fixed_rate_share"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.no_tracing:
@@ -68,6 +70,8 @@ def config_from(args: argparse.Namespace) -> Config:
     config = Config(**values, mix=mix_from_env(), server_cpu=server_cpu, client_cpu=client_cpu, cpus_allowed=allowed)
     if config.duration < 1 or config.repetitions < 1:
         raise SystemExit("--duration and --repetitions must be at least 1 (wrk takes whole seconds)")
+    if not 0 < config.fixed_rate_share <= 1:
+        raise SystemExit("--fixed-rate-share must be above 0 and at most 1")
     return replace(config, hot_set=min(config.hot_set, config.users), logins=min(config.logins, config.users))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from typing import Any
@@ -11,7 +12,8 @@ from fastapi.routing import APIRoute
 from auth_service.api.fast import _all_routes
 from auth_service.app import create_app
 from auth_service.security.tokens import VerifiedTokens
-from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, make_settings
+from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, make_settings, serve
+from tests.utils.waiting import wait_until
 
 
 async def test_a_user_read_answers_the_same_through_the_hot_path_and_through_fastapi(app: RunningApp) -> None:
@@ -87,3 +89,21 @@ def test_no_dependency_of_a_route_runs_in_the_thread_pool() -> None:
     calls = {call for route in routes for call in _dependency_calls(route.dependant)}
     assert routes and calls
     assert [call.__name__ for call in calls if not inspect.iscoroutinefunction(call)] == []
+
+
+async def test_a_user_read_on_and_on_is_reloaded_behind_its_readers_and_never_misses(settings_for: Any) -> None:
+    # Lifetimes between 0.8 and 1 TTL, refreshed from 0.75 of them: at 0.76 TTL every entry is due for a
+    # refresh and none has expired; past one TTL the first load would be gone, the refreshed one is not.
+    ttl = 4.0
+    async with serve(settings_for(cache_ttl_seconds=ttl)) as app:
+        user, stats = await create_user(app.client), app.services.cache.stats
+        path = f"/v1/users/{user['id']}"
+        assert (await app.client.get(path)).status_code == 200
+        loaded_at, misses = time.monotonic(), stats.misses
+        await asyncio.sleep(0.76 * ttl)
+        assert (await app.client.get(path)).json()["id"] == user["id"]
+        assert (stats.misses, stats.refreshes) == (misses, 1)
+        await wait_until(lambda: app.services.cache.loads_in_flight == 0, 5, "the refresh is stored")
+        await asyncio.sleep(max(0.0, loaded_at + ttl + 0.1 - time.monotonic()))
+        assert (await app.client.get(path)).status_code == 200
+        assert stats.misses == misses, "read past the first load's TTL, and still a hit"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import cli
+from bench import cli, targets
 from bench.config import CEILING_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
 from bench.tools import find_wrk
 
@@ -158,3 +158,11 @@ def test_service_settings_must_be_auth_settings() -> None:
     for wrong in ("HASH_WORKER_NICE=10", "AUTH_HASH_WORKER_NICE"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli.service_setting(wrong)
+
+
+def test_latency_targets_are_checked_only_on_a_run_paced_at_70_percent() -> None:
+    entry = {"endpoints": {"verify": {"service": {"fixed_p99_ms": 1.5}}}}
+    at_70 = targets.evaluate(entry | {"settings": {"fixed_rate_share": 0.7}})["verify_p99_at_70pct"]
+    at_50 = targets.evaluate(entry | {"settings": {"fixed_rate_share": 0.5}})["verify_p99_at_70pct"]
+    assert (at_70["measured"], at_70["met"]) == (1.5, True)
+    assert (at_50["measured"], at_50["met"]) == (None, False)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from auth_service.cache.local import ENTRY_OVERHEAD_BYTES, LocalCache
+from auth_service.cache.local import ENTRY_OVERHEAD_BYTES, REFRESH_AFTER, TTL_JITTER, LocalCache
 from tests.utils.waiting import wait_until
 
 VALUE = b"v" * 100
@@ -17,6 +17,27 @@ def make_cache(
     max_entries: int = 1000, max_bytes: int = 1 << 20, ttl: float = 60.0, negative_ttl: float = 60.0
 ) -> LocalCache:
     return LocalCache(max_entries=max_entries, max_bytes=max_bytes, ttl=ttl, negative_ttl=negative_ttl)
+
+
+class ManualClock:
+    """The cache's clock, moved by the test: lifetimes checked at exact instants, not after sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def clocked_cache(ttl: float = 10.0, negative_ttl: float = 10.0) -> tuple[LocalCache, ManualClock]:
+    clock = ManualClock()
+    return LocalCache(1000, 1 << 20, ttl, negative_ttl, clock=clock), clock
+
+
+# The latest instant no entry is refreshed yet, and the earliest every entry put at once may be expired.
+TTL = 10.0
+BEFORE_ANY_REFRESH = TTL * (1 - TTL_JITTER) * REFRESH_AFTER - 0.01
+REFRESHING_NOT_EXPIRED = TTL * (1 - TTL_JITTER) - 0.01
 
 
 class GatedLoader:
@@ -257,3 +278,113 @@ async def test_a_read_that_comes_after_an_invalidate_does_not_join_the_overtaken
     stale.release.set()
     assert await early == b"old"
     assert cache.peek("k") == (True, b"new"), "the overtaken load must not overwrite the newer value"
+
+
+# --- lifetimes spread, and keys in use refreshed before they expire
+
+
+def test_entries_put_together_expire_over_the_last_fifth_of_the_ttl() -> None:
+    cache, clock = clocked_cache(ttl=TTL)
+    keys = [f"k{index}" for index in range(200)]
+    for key in keys:
+        cache.put(key, VALUE)
+    start = clock.now
+
+    def alive() -> int:
+        return sum(cache.peek(key)[0] for key in keys)
+
+    clock.now = start + TTL * (1 - TTL_JITTER) - 0.001
+    assert alive() == 200, "none expires before 0.8 of the TTL"
+    clock.now = start + TTL * (1 - TTL_JITTER / 2)
+    assert 40 < alive() < 160, "about half have expired at 0.9 of the TTL"
+    clock.now = start + TTL
+    assert [cache.peek(key) for key in keys] == [(False, None)] * 200, "all have at the TTL: it bounds staleness"
+
+
+async def test_a_hit_late_in_its_lifetime_is_answered_at_once_and_reloaded_behind() -> None:
+    cache, clock = clocked_cache(ttl=TTL)
+    first = GatedLoader(b"old")
+    first.release.set()
+    assert await cache.get_or_load("k", first) == b"old"
+    start = clock.now
+
+    clock.now = start + BEFORE_ANY_REFRESH
+    assert cache.peek("k") == (True, b"old")
+    assert cache.stats.refreshes == 0, "early in its lifetime, a hit only reads"
+
+    clock.now = start + REFRESHING_NOT_EXPIRED
+    fresh = GatedLoader(b"new")
+    assert await cache.get_or_load("k", fresh) == b"old", "the reader does not wait for the reload"
+    assert await cache.get_or_load("k", fresh) == b"old"
+    assert (cache.stats.refreshes, cache.stats.misses) == (1, 1)
+    fresh.release.set()
+    await wait_until(lambda: cache.peek("k") == (True, b"new"), 1.0, "the refreshed value is stored")
+    assert fresh.calls == 1, "one reload however many hits"
+
+    clock.now = start + TTL + 0.01
+    assert cache.peek("k") == (True, b"new"), "the refreshed entry lives on past the first one's TTL"
+
+
+async def test_the_hot_path_lookup_refreshes_through_the_registered_refresher() -> None:
+    cache, clock = clocked_cache(ttl=TTL)
+    cache.put("k", b"old")
+    asked: list[object] = []
+
+    async def refresher(key: object) -> bytes:
+        asked.append(key)
+        return b"new"
+
+    clock.now += REFRESHING_NOT_EXPIRED
+    assert cache.peek("k") == (True, b"old"), "no refresher yet: served, not reloaded"
+    assert cache.stats.refreshes == 0
+    cache.refresh_with(refresher)
+    assert cache.peek("k") == (True, b"old")
+    await wait_until(lambda: cache.peek("k") == (True, b"new"), 1.0, "the refresher's value is stored")
+    assert asked == ["k"]
+
+
+async def test_an_entry_nobody_reads_is_not_refreshed_and_expires() -> None:
+    cache, clock = clocked_cache(ttl=TTL)
+    loader = GatedLoader()
+    loader.release.set()
+    await cache.get_or_load("k", loader)
+    clock.now += TTL
+    assert cache.peek("k") == (False, None)
+    assert (cache.stats.refreshes, loader.calls) == (0, 1)
+
+
+async def test_a_not_found_is_not_refreshed() -> None:
+    cache, clock = clocked_cache(negative_ttl=TTL)
+    cache.put("absent", None)
+    loader = GatedLoader(None)
+    clock.now += REFRESHING_NOT_EXPIRED
+    assert await cache.get_or_load("absent", loader) is None
+    assert (cache.stats.refreshes, loader.calls) == (0, 0)
+
+
+async def test_a_refresh_overtaken_by_an_invalidate_is_not_stored() -> None:
+    cache, clock = clocked_cache(ttl=TTL)
+    cache.put("k", b"old")
+    clock.now += REFRESHING_NOT_EXPIRED
+    refresh = GatedLoader(b"read before the change")
+    assert await cache.get_or_load("k", refresh) == b"old"
+    cache.invalidate("k")
+    refresh.release.set()
+    await wait_until(lambda: cache.loads_in_flight == 0, 1.0, "the refresh finished")
+    assert cache.peek("k") == (False, None)
+
+
+async def test_after_a_failed_refresh_the_entry_serves_until_it_expires_without_retrying() -> None:
+    cache, clock = clocked_cache(ttl=TTL)
+    cache.put("k", b"old")
+    start = clock.now
+    clock.now = start + REFRESHING_NOT_EXPIRED
+    failing = GatedLoader(ConnectionError("database down"))
+    failing.release.set()
+    assert await cache.get_or_load("k", failing) == b"old"
+    await wait_until(lambda: cache.loads_in_flight == 0, 1.0, "the refresh failed")
+    for _ in range(5):
+        assert await cache.get_or_load("k", failing) == b"old"
+    assert failing.calls == 1, "no reload per hit against a database that is down"
+    clock.now = start + TTL
+    assert cache.peek("k") == (False, None)

@@ -27,6 +27,7 @@ EXPECTED = {
     "cache_hits",
     "cache_misses",
     "cache_loads",
+    "cache_refreshes",
     "cache_evictions",
     "cache_invalidations",
     "cache_invalidations_received",

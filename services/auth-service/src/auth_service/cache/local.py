@@ -1,4 +1,6 @@
-"""The in-process (L1) cache of encoded responses: TTL, bounded by entries and bytes, single-flight loads.
+"""The in-process (L1) cache of encoded responses: TTL, bounded by entries and bytes, single-flight loads,
+lifetimes spread so that entries loaded together do not expire together, and keys in use reloaded in the
+background before they expire (refresh-ahead).
 
 Written here rather than taken from cachetools: cachetools bounds a cache by entries or by a size
 function, not both at once, has no single-flight, and its pure-Python bookkeeping sits on the hot
@@ -8,6 +10,8 @@ path; an OrderedDict (C) with one tuple per entry does the same LRU in a few dic
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -17,7 +21,19 @@ from dataclasses import dataclass
 # with sys.getsizeof on a UUID key and a 3-tuple; rounded up).
 ENTRY_OVERHEAD_BYTES = 200
 
+# Lifetimes are spread over the last fifth of the TTL (never beyond it: the TTL is the staleness bound).
+# Entries loaded together (a warm-up, a deploy, a burst of new users) otherwise expire together and are
+# reloaded together: measured on the bench's 1,000 hot users, p99 at half load 12.8 ms against 2.2 ms
+# with no expiry during the run.
+TTL_JITTER = 0.2
+# A hit past this share of its entry's lifetime reloads it in the background and is answered from the
+# entry meanwhile (as Caffeine's refreshAfterWrite): a key in use never expires under its readers.
+REFRESH_AFTER = 0.75
+
 Loader = Callable[[], Awaitable[bytes | None]]
+# Loads a key for a refresh when the hit came without a loader (the hot path's lookups).
+Refresher = Callable[[Hashable], Awaitable[bytes | None]]
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -25,6 +41,7 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     loads: int = 0
+    refreshes: int = 0
     evictions: int = 0
     invalidations: int = 0
 
@@ -32,14 +49,19 @@ class CacheStats:
 class LocalCache:
     """Key -> bytes (or None, a cached "not found"), least recently used out first."""
 
-    def __init__(self, max_entries: int, max_bytes: int, ttl: float, negative_ttl: float) -> None:
+    def __init__(
+        self, max_entries: int, max_bytes: int, ttl: float, negative_ttl: float, clock: Clock = time.monotonic
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.stats = CacheStats()
         self.bytes = 0
-        self._entries: OrderedDict[Hashable, tuple[float, bytes | None]] = OrderedDict()
+        self._clock = clock
+        self._refresher: Refresher | None = None
+        # key -> (refresh after, expires at, value); a "not found" is never refreshed: both times are one.
+        self._entries: OrderedDict[Hashable, tuple[float, float, bytes | None]] = OrderedDict()
         self._loading: dict[Hashable, asyncio.Future[bytes | None]] = {}
         # Loads overtaken by an invalidation: their value may predate the change, so it is not stored,
         # and callers that come after the invalidation start a load of their own instead of joining.
@@ -48,16 +70,29 @@ class LocalCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def peek(self, key: Hashable) -> tuple[bool, bytes | None]:
-        """(found, value) without loading; an expired entry is dropped."""
+    @property
+    def loads_in_flight(self) -> int:
+        """Loads started and not finished, refreshes included."""
+        return len(self._loading)
+
+    def refresh_with(self, refresher: Refresher) -> None:
+        """How to reload a key in the background when a hit comes without a loader of its own."""
+        self._refresher = refresher
+
+    def peek(self, key: Hashable, loader: Loader | None = None) -> tuple[bool, bytes | None]:
+        """(found, value) without waiting for a load; an expired entry is dropped, an ageing one refreshed."""
         entry = self._entries.get(key)
         if entry is None:
             return False, None
-        if entry[0] < time.monotonic():
-            self._discard(key)
-            return False, None
+        refresh_after, expires_at, value = entry
+        now = self._clock()
+        if now >= refresh_after:
+            if now >= expires_at:
+                self._discard(key)
+                return False, None
+            self._refresh(key, loader)
         self._entries.move_to_end(key)
-        return True, entry[1]
+        return True, value
 
     def cached(self, key: Hashable) -> tuple[bool, bytes | None]:
         """Like peek, and counted as a hit when found."""
@@ -68,7 +103,7 @@ class LocalCache:
 
     async def get_or_load(self, key: Hashable, loader: Loader) -> bytes | None:
         """The cached value, or the loader's, with one load for any number of concurrent misses."""
-        found, value = self.peek(key)
+        found, value = self.peek(key, loader)
         if found:
             self.stats.hits += 1
             return value
@@ -78,6 +113,16 @@ class LocalCache:
             pending = self._start_load(key, loader)
         # shield: a cancelled caller (client gone) must not cancel the load the others wait for.
         return await asyncio.shield(pending)
+
+    def _refresh(self, key: Hashable, loader: Loader | None) -> None:
+        if key in self._loading:
+            return
+        if loader is None:
+            if self._refresher is None:
+                return
+            loader = functools.partial(self._refresher, key)
+        self.stats.refreshes += 1
+        self._start_load(key, loader)
 
     def _start_load(self, key: Hashable, loader: Loader) -> asyncio.Future[bytes | None]:
         self.stats.loads += 1
@@ -91,16 +136,27 @@ class LocalCache:
             del self._loading[key]
         stale = done in self._stale_loads
         self._stale_loads.discard(done)
-        if done.cancelled() or done.exception() is not None or stale:
+        if done.cancelled() or done.exception() is not None:
+            self._stop_refreshing(key)
             return
-        self.put(key, done.result())
+        if not stale:
+            self.put(key, done.result())
+
+    def _stop_refreshing(self, key: Hashable) -> None:
+        """After a failed load: the entry, if any, serves until it expires, with no reload per hit meanwhile."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries[key] = (entry[1], entry[1], entry[2])
 
     def put(self, key: Hashable, value: bytes | None) -> None:
         ttl = self.ttl if value is not None else self.negative_ttl
         if ttl <= 0:
             return
         self._discard(key)
-        self._entries[key] = (time.monotonic() + ttl, value)
+        now, lifetime = self._clock(), ttl * (1 - TTL_JITTER * random.random())  # noqa: S311 - not security
+        expires_at = now + lifetime
+        refresh_after = now + lifetime * REFRESH_AFTER if value is not None else expires_at
+        self._entries[key] = (refresh_after, expires_at, value)
         self.bytes += _size(value)
         self._evict()
 
@@ -121,11 +177,11 @@ class LocalCache:
     def _discard(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self.bytes -= _size(entry[1])
+            self.bytes -= _size(entry[2])
 
     def _evict(self) -> None:
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, (_, value) = self._entries.popitem(last=False)
+            _, (_, _, value) = self._entries.popitem(last=False)
             self.bytes -= _size(value)
             self.stats.evictions += 1
 

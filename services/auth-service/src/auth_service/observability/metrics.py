@@ -164,7 +164,10 @@ class ServicesCollector(Collector):
         stats = cache.stats
         yield _counter("cache_hits", "Reads answered by the in-process cache. Dashboards (hit ratio).", stats.hits)
         yield _counter("cache_misses", "Reads the in-process cache did not hold. Dashboards (hit ratio).", stats.misses)
-        yield _counter("cache_loads", "Loads made for misses (one per burst of misses of a key).", stats.loads)
+        yield _counter("cache_loads", "Loads made for misses and refreshes (one per key at a time).", stats.loads)
+        yield _counter(
+            "cache_refreshes", "Keys in use reloaded in the background before they expired.", stats.refreshes
+        )
         yield _counter("cache_evictions", "Entries pushed out by the size bounds. Tune the bounds.", stats.evictions)
         yield _counter("cache_invalidations", "Entries dropped because the user changed.", stats.invalidations)
         yield _counter("cache_invalidations_received", "NOTIFYs received from the database.", listener.received)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -28,6 +28,7 @@ class UserStore:
         self.l2 = l2
         self.tracer = tracer
         self._dropping: set[asyncio.Task[None]] = set()
+        cache.refresh_with(self._reload)
 
     def traced(self) -> bool:
         return self.tracer is not None and trace.get_current_span().is_recording()
@@ -46,6 +47,10 @@ class UserStore:
                 return value
             # The load task starts here, so the database span is this span's child.
             return await self.cache.get_or_load(key, lambda: self._load(user_id))
+
+    async def _reload(self, key: Hashable) -> bytes | None:
+        """A refresh of a cached user, started by a hit on the hot path (the key is the id's text)."""
+        return await self._load(uuid.UUID(str(key)))
 
     async def _load(self, user_id: uuid.UUID) -> bytes | None:
         if self.l2 is not None:
