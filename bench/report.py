@@ -33,6 +33,7 @@ def markdown(results: dict[str, Any]) -> str:
         allocation_table(results),
         targets_table(results),
         mixed_breakdown(results),
+        latency_breakdown(results),
         method(results),
         problems(results),
     ]
@@ -226,6 +227,38 @@ def mixed_breakdown(results: dict[str, Any]) -> str:
         f"{b['budget_us_per_request_at_goal']:.0f} us; the hashing alone takes {b['hashing_us_per_request']:.0f} us "
         f"of every request's share. Were hashing free, one core would serve "
         f"{b['rps_per_core_if_hashing_were_free']:,.0f} requests a second of this mix."
+    )
+
+
+def latency_breakdown(results: dict[str, Any]) -> str:
+    found = results.get("latency_breakdown")
+    if not found:
+        return ""
+    head = ["endpoint", "paced rps", "p50 ms", "p99 ms", "server CPU %", "CPU us/req paced", "saturated"]
+    head += ["requests a tick", "a tick answered in ms", "ceiling p99 ms"]
+    rows = [
+        [
+            endpoint,
+            num(b["paced_rps"]),
+            num(b["p50_ms"], 2),
+            num(b["p99_ms"], 2),
+            num(b["server_cpu_pct"]),
+            num(b["cpu_us_per_request_paced"]),
+            num(b["cpu_us_per_request_saturated"]),
+            num(b["requests_per_timer_tick"]),
+            num(b["one_tick_answered_in_ms"], 2),
+            num(b["ceiling_p99_ms"], 2),
+        ]
+        for endpoint, b in found.items()
+    ]
+    share = results["settings"]["fixed_rate_share"]
+    return (
+        "## The paced runs: what their p99 is made of\n\n"
+        f"At {share:.0%} of the saturation rate the server is busier than {share:.0%}: a request costs more CPU "
+        "when fewer share each wake-up of the loop (server CPU %, and CPU per request paced against saturated). "
+        "wrk's timer ticks once a millisecond, so the requests due in a tick can leave together; answering "
+        "them one after another takes 'a tick answered in', the wait of the last of them. The ceiling's p99 "
+        "under the same pacer is what the load generator and the network stack alone add.\n\n" + table(head, rows)
     )
 
 

@@ -64,6 +64,7 @@ class Bench:
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
         self.results["targets"] = targets.evaluate(self.results)
         self.results["mixed_breakdown"] = targets.mixed_breakdown(self.results, hashing_share(self.config.mix))
+        self.results["latency_breakdown"] = targets.latency_breakdown(self.results)
         return self.results
 
     def describe(self, url: str) -> dict[str, Any]:

@@ -161,3 +161,37 @@ def mixed_breakdown(results: Results, hashing_share: float) -> dict[str, float] 
         "hashing_us_per_request": round(hashing_per_request, 1),
         "rps_per_core_if_hashing_were_free": round(1e6 / ((1 - hashing_share) * rest), 1),
     }
+
+
+# wrk's timers tick once a millisecond: a paced run's requests leave in up to this many bursts a second.
+WRK_TICKS_PER_SECOND = 1000
+LATENCY_ENDPOINTS = ("verify", "user_hit", "user_miss")
+
+
+def latency_breakdown(results: Results) -> dict[str, dict[str, float | None]]:
+    """What the paced runs' p99 is made of, per endpoint, from figures of the same run.
+
+    How busy the server really was at the paced rate (its CPU per request rises as load falls: fewer
+    requests share each wake-up of the loop), what one tick of wrk's timer releases at that rate and how
+    long the server takes to answer that many, and the ceiling's p99 under the same pacer (the share of
+    the latency that is the load generator's and the network stack's).
+    """
+    found = {}
+    for endpoint in LATENCY_ENDPOINTS:
+        entry = results.get("endpoints", {}).get(endpoint, {}).get("service", {})
+        rate, paced_cpu = entry.get("fixed_rate_rps"), entry.get("fixed_cpu_us_per_request")
+        if not (isinstance(rate, int | float) and isinstance(paced_cpu, int | float)):
+            continue
+        per_tick = rate / WRK_TICKS_PER_SECOND
+        found[endpoint] = {
+            "paced_rps": rate,
+            "p50_ms": entry.get("fixed_p50_ms"),
+            "p99_ms": entry.get("fixed_p99_ms"),
+            "server_cpu_pct": entry.get("fixed_cpu_pct"),
+            "cpu_us_per_request_paced": paced_cpu,
+            "cpu_us_per_request_saturated": entry.get("cpu_us_per_request"),
+            "requests_per_timer_tick": round(per_tick, 1),
+            "one_tick_answered_in_ms": round(per_tick * paced_cpu / 1000, 2),
+            "ceiling_p99_ms": value(results, endpoint, "ceiling", "fixed_p99_ms"),
+        }
+    return found

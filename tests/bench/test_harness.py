@@ -124,6 +124,19 @@ def test_the_mixed_cpu_is_split_between_hashing_and_the_rest(results: dict[str, 
     assert 0 < breakdown["hashing_share_of_cpu_pct"] < 100
 
 
+def test_the_paced_latency_is_broken_down_from_the_same_run(output: Path, results: dict[str, Any]) -> None:
+    found = results["latency_breakdown"]
+    assert set(found) == {"verify", "user_hit", "user_miss"}
+    for endpoint, breakdown in found.items():
+        entry = results["endpoints"][endpoint]["service"]
+        assert breakdown["paced_rps"] == entry["fixed_rate_rps"]
+        assert breakdown["requests_per_timer_tick"] == round(entry["fixed_rate_rps"] / 1000, 1)
+        assert breakdown["one_tick_answered_in_ms"] > 0
+    assert found["verify"]["ceiling_p99_ms"] == results["endpoints"]["verify"]["ceiling"]["fixed_p99_ms"]
+    assert found["user_miss"]["ceiling_p99_ms"] is None
+    assert "## The paced runs: what their p99 is made of" in (output / "latest.md").read_text()
+
+
 def test_tracing_is_measured_at_each_ratio(results: dict[str, Any]) -> None:
     tracing = results["tracing"]
     assert set(tracing["ratios"]) == {"0", "0.01", "1"}
