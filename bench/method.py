@@ -15,7 +15,7 @@ def notes(config: Config) -> list[str]:
         "database and wrk, never the server's. A server named by AUTH_BENCH_DATABASE_URL or "
         "AUTH_TEST_DATABASE_URL is not pinned (see the database line of the settings).",
         "service: `auth-service serve` with its production defaults (metrics on, tracing off), AUTH_ENVIRONMENT="
-        "production, a generated AUTH_TOKEN_KEYS, AUTH_HASH_WORKERS=1, AUTH_LOG_LEVEL=WARNING and "
+        "production, a generated AUTH_TOKEN_KEYS and AUTH_BATCH_TOKEN, AUTH_HASH_WORKERS=1, AUTH_LOG_LEVEL=WARNING and "
         "AUTH_DRAIN_DELAY_SECONDS=0 (shutdown only: the harness stops it between blocks). baseline: "
         "`python -m bench.baseline`, same AUTH_* settings. ceiling: `python -m bench.ceiling` answering the exact "
         "bytes the service gave for one verify and one user read.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ class Bench:
         self.config = config
         self.wrk_path = wrk_path
         self.keys = servers.signing_keys()
+        self.batch_token = secrets.token_urlsafe(32)
         self.dataset = seed.Dataset(config.work_dir / "data", [], config.hot_set)
         self.runner = Runner(config, wrk_path, self.dataset)
         self.env: dict[str, str] = {}
@@ -51,7 +53,7 @@ class Bench:
             database.fresh_database(server) as url,
         ):
             self.database_url = url
-            self.env = servers.common_env(driver_dsn(url), self.keys)
+            self.env = servers.common_env(driver_dsn(url), self.keys, self.batch_token)
             self.service_env = self.env | self.config.service_settings
             self.results |= self.describe(url)
             self.results["settings"]["database"] = where
@@ -144,7 +146,8 @@ class Bench:
     # --- data
 
     def seed(self, service: Server) -> None:
-        with httpx.Client(base_url=service.url) as client:
+        importer = {"Authorization": f"Bearer {self.batch_token}"}
+        with httpx.Client(base_url=service.url, headers=importer) as client:
             users = seed.create_users(client, self.config.users, seed.password_hash())
         self.dataset = replace(self.dataset, users=users)
         self.runner.dataset = self.dataset

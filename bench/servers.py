@@ -57,13 +57,15 @@ def signing_keys() -> tuple[str, str]:
     return json.dumps({"bench-1": secrets.token_urlsafe(48)}), "bench-1"
 
 
-def common_env(database_url: str, keys: tuple[str, str]) -> dict[str, str]:
-    """What the service and the baseline both read: the environment, the database and the signing keys."""
+def common_env(database_url: str, keys: tuple[str, str], batch_token: str) -> dict[str, str]:
+    """What the service and the baseline both read: the environment, the database and the secrets."""
     return {
         "AUTH_ENVIRONMENT": "production",
         "AUTH_DATABASE_URL": database_url,
         "AUTH_TOKEN_KEYS": keys[0],
         "AUTH_TOKEN_ACTIVE_KID": keys[1],
+        # The data is imported through the batch endpoint, which production opens to this token only.
+        "AUTH_BATCH_TOKEN": batch_token,
         "AUTH_LOG_LEVEL": "WARNING",
         # The process has one core: one argon2 thread (the default is one per CPU of the machine).
         "AUTH_HASH_WORKERS": "1",

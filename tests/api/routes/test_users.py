@@ -321,6 +321,41 @@ async def test_batch_limit_follows_settings(settings_for: Any, database_url: str
         assert (await post_batch(app.client, items[:3])).status_code == 201
 
 
+BATCH_TOKEN = "a-batch-token-for-internal-callers"
+
+
+async def test_with_a_batch_token_only_its_bearer_imports(
+    settings_for: Any, database_url: str, imported_hash: str
+) -> None:
+    async with serve(settings_for(batch_token=BATCH_TOKEN)) as app:
+        refused = []
+        for header in ({}, bearer("a-wrong-token"), bearer(BATCH_TOKEN[:-1]), {"Authorization": BATCH_TOKEN}):
+            items = [imported(imported_hash)]
+            response = await app.client.post("/v1/users:batch", json={"users": items}, headers=header)
+            error = assert_error(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert error["message"] == "the batch token is required"
+            refused += [item["email"] for item in items]
+        # Refused before the body is looked at: an invalid one does not tell a caller without the token more.
+        assert_error(await app.client.post("/v1/users:batch", json={"users": []}), 401, "unauthorized")
+        items = [imported(imported_hash)]
+        response = await app.client.post("/v1/users:batch", json={"users": items}, headers=bearer(BATCH_TOKEN))
+        assert response.status_code == 201, response.text
+    assert await stored_emails(database_url, refused) == set()
+    assert await stored_emails(database_url, [items[0]["email"]]) == {items[0]["email"].lower()}
+
+
+async def test_in_production_without_a_batch_token_the_batch_is_off(
+    settings_for: Any, database_url: str, imported_hash: str
+) -> None:
+    async with serve(settings_for(environment="production")) as app:
+        items = [imported(imported_hash)]
+        response = await app.client.post("/v1/users:batch", json={"users": items})
+        assert_error(response, 403, "batch_import_disabled")
+        assert (await app.client.post("/v1/users", json=new_user())).status_code == 201, "signups stay open"
+    assert await stored_emails(database_url, [items[0]["email"]]) == set()
+
+
 async def test_batch_must_not_be_empty(client: httpx.AsyncClient) -> None:
     error = assert_error(await post_batch(client, []), 422, "validation_error")
     assert [d["field"] for d in error["details"]] == ["users"]

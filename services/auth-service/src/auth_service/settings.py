@@ -101,6 +101,10 @@ class Settings(BaseSettings):
 
     # --- Users
     batch_max_users: int = Field(1000, ge=1)
+    batch_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of POST /v1/users:batch; unset, the endpoint is open outside production, off in it",
+    )
 
     # --- Admin port: metrics and profiling, never on the public port
     admin_host: str = Field("127.0.0.1", description="Beyond loopback, admin_token is required")

@@ -7,11 +7,12 @@ measured in-process). What they do (a dict lookup, a cached token check) belongs
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from auth_service.errors import unauthorized
+from auth_service.errors import ApiError, unauthorized
 from auth_service.security.tokens import InvalidToken
 from auth_service.services import Services
 
@@ -53,3 +54,23 @@ async def verified_claims(request: Request) -> dict[str, Any]:
 
 
 Claims = Annotated[dict[str, Any], Depends(verified_claims)]
+
+
+async def internal_caller(request: Request) -> None:
+    """The batch import is for internal callers: whoever presents AUTH_BATCH_TOKEN.
+
+    It creates a thousand users in one request, without the cost of a hash each when they carry
+    hashes: the price a signup pays, which is what keeps mass account creation slow, is not paid.
+    With no token configured it is open outside production (development, the tests) and off in it.
+    """
+    settings = services_of(request).settings
+    if settings.batch_token is None:
+        if settings.environment == "production":
+            raise ApiError(403, "batch_import_disabled", "batch import is off: set AUTH_BATCH_TOKEN to enable it")
+        return
+    given = parse_bearer(request.headers.get("authorization", "")) or ""
+    if not hmac.compare_digest(given.encode(), settings.batch_token.get_secret_value().encode()):
+        raise unauthorized("the batch token is required")
+
+
+InternalCaller = Depends(internal_caller)

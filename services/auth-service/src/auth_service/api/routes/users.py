@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from auth_service.api.deps import Claims, ServicesDep
+from auth_service.api.deps import Claims, InternalCaller, ServicesDep
 from auth_service.api.responses import errors, json_response
 from auth_service.errors import JSON, ApiError, not_found
 from auth_service.services import Services
@@ -57,7 +57,13 @@ async def create_user(body: UserCreate, services: ServicesDep) -> Response:
     return json_response(user_dict(row), 201, _location(row))
 
 
-@router.post("/users:batch", status_code=201, response_model=UserBatchOut, responses=errors(409, 422, 503))
+@router.post(
+    "/users:batch",
+    status_code=201,
+    response_model=UserBatchOut,
+    responses=errors(401, 403, 409, 422, 503),
+    dependencies=[InternalCaller],
+)
 async def create_users(body: UserBatch, services: ServicesDep) -> Response:
     """Create up to `batch_max_users` users in one statement: all of them, or none with every problem named."""
     settings = services.settings
