@@ -14,7 +14,7 @@ import pytest
 
 from auth_service.db import migrate
 from auth_service.db.embedded import asyncpg_url, start_embedded
-from tests.utils.app import RunningApp, assert_error, create_user, make_settings, serve
+from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, make_settings, serve
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +28,33 @@ async def timed_get(app: RunningApp, path: str) -> tuple[httpx.Response, float]:
 # --- pool exhaustion
 
 
-async def test_an_exhausted_pool_answers_503_after_the_acquire_timeout(settings_for: Any) -> None:
-    settings = settings_for(db_pool_size=1, db_max_overflow=0, db_pool_acquire_timeout_seconds=0.3)
+async def test_an_exhausted_read_pool_answers_503_after_the_acquire_timeout(settings_for: Any) -> None:
+    settings = settings_for(db_read_pool_size=1, db_pool_acquire_timeout_seconds=0.3)
     async with serve(settings) as app:
         user = await create_user(app.client)
-        async with app.services.db.engine.connect():  # the only connection, held by someone else
+        async with app.services.db.driver_connection():  # the only read connection, held by someone else
             response, seconds = await timed_get(app, f"/v1/users/{user['id']}")
-        log.info("pool exhausted: 503 after %.0f ms", seconds * 1000)
+        log.info("read pool exhausted: 503 after %.0f ms", seconds * 1000)
         assert_error(response, 503, "db_pool_exhausted")
         assert response.headers["retry-after"] == "1"
         assert 0.3 <= seconds < 1.0
         assert (await app.client.get(f"/v1/users/{user['id']}")).status_code == 200
+
+
+async def test_an_exhausted_write_pool_answers_503_and_reads_go_on(settings_for: Any) -> None:
+    settings = settings_for(db_pool_size=1, db_max_overflow=0, db_pool_acquire_timeout_seconds=0.3)
+    async with serve(settings) as app:
+        user = await create_user(app.client)
+        token = await login(app.client, user["email"], user["password"])
+        path = f"/v1/users/{user['id']}"
+        async with app.services.db.engine.connect():  # the only write connection, held by someone else
+            started = time.perf_counter()
+            response = await app.client.patch(path, json={"name": "Blocked"}, headers=bearer(token))
+            seconds = time.perf_counter() - started
+            assert (await app.client.get(path)).status_code == 200, "reads have a pool of their own"
+        assert_error(response, 503, "db_pool_exhausted")
+        assert 0.3 <= seconds < 1.0
+        assert (await app.client.patch(path, json={"name": "Written"}, headers=bearer(token))).status_code == 200
 
 
 # --- the database stops and starts again

@@ -22,6 +22,9 @@ EXPECTED = {
     "db_pool_size",
     "db_pool_connections_in_use",
     "db_pool_overflow",
+    "db_read_pool_size",
+    "db_read_pool_open",
+    "db_read_pool_connections_in_use",
     "db_pool_acquire_wait_seconds",
     # cache
     "cache_hits",
@@ -101,6 +104,8 @@ async def test_every_metric_is_exposed_with_sane_values_after_a_short_run(app: R
     assert value(families, "cache_invalidations_received") >= 1  # the PATCH's NOTIFY came back
     assert value(families, "cache_listener_connected") == 1
     assert value(families, "db_pool_size") == app.services.settings.db_pool_size
+    assert value(families, "db_read_pool_size") == app.services.settings.db_read_pool_size
+    assert 1 <= value(families, "db_read_pool_open") <= app.services.settings.db_read_pool_size
     assert value(families, "db_pool_acquire_wait_seconds_count") >= 1
     assert value(families, "password_hash_queue_wait_seconds_count") >= 2  # create and login
     assert value(families, "event_loop_lag_seconds_count") >= 1

@@ -61,12 +61,12 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _create_users(settings: Settings, url: str, users: Sequence[tuple[str, str, str]]) -> int:
-    from auth_service.db.engine import Database, build_engine
+    from auth_service.db.engine import Database
     from auth_service.security.passwords import PasswordHasher
     from auth_service.users.repository import DuplicateEmail, insert_user
     from auth_service.users.schemas import UserCreate
 
-    db, hasher = Database(build_engine(settings, url)), PasswordHasher(settings)
+    db, hasher = await Database.open(settings, url), PasswordHasher(settings)
     created = 0
     try:
         for email, name, password in users:

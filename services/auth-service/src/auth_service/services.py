@@ -13,7 +13,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from auth_service.cache.invalidation import InvalidationListener
 from auth_service.cache.local import LocalCache
 from auth_service.cache.redis_l2 import RedisL2
-from auth_service.db.engine import Database, build_engine, driver_dsn
+from auth_service.db.engine import Database, driver_dsn
 from auth_service.health import Health
 from auth_service.observability.telemetry import Telemetry
 from auth_service.security.passwords import PasswordHasher
@@ -44,7 +44,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     metrics, tracer = telemetry.metrics, telemetry.tracer
     async with contextlib.AsyncExitStack() as stack:
-        db = Database(build_engine(settings, database_url), metrics.db_acquire_wait)
+        db = await Database.open(settings, database_url, metrics.db_acquire_wait)
         stack.push_async_callback(db.dispose)
         hasher = PasswordHasher(settings, tracer, metrics.hash_wait)
         stack.callback(hasher.close)

@@ -55,11 +55,14 @@ class Settings(BaseSettings):
     # --- PostgreSQL
     database_url: str | None = Field(None, description="Empty: an embedded PostgreSQL under data_dir")
     data_dir: Path = Path(".data")
-    # A fixed-size pool (no overflow), as HikariCP recommends: overflow connections are opened under
-    # load and closed on return, and each costs PostgreSQL a backend fork. With 10 + 5 here, cache
-    # misses at 70% of saturation had a p99 of 15-20 ms and 9k requests/s at most; with 20 + 0, 2.6 ms
-    # and 10k (bench, user_miss, 2026-11-28). Size it as peak database requests/s x round trip.
-    db_pool_size: int = Field(20, ge=1)
+    # Fixed-size pools (no overflow), as HikariCP recommends: overflow connections are opened under
+    # load and closed on return, and each costs PostgreSQL a backend fork. With 10 + 5, cache misses
+    # at 70% of saturation had a p99 of 15-20 ms and 9k requests/s at most; with 20 + 0, 2.6 ms and
+    # 10k (bench, user_miss, 2026-11-28). Size each as its peak requests/s x round trip. The reads
+    # (cache misses, logins, batch inserts) have asyncpg's pool; SQLAlchemy's keeps the other writes:
+    # with 5 there, the mix less its hashing had a p99 of 159 ms at saturation, with 10, 45 (bench, 11-29).
+    db_read_pool_size: int = Field(15, ge=1, description="asyncpg's pool: point reads, logins, batch inserts")
+    db_pool_size: int = Field(10, ge=1, description="SQLAlchemy's pool: creates, updates, deletes")
     db_max_overflow: int = Field(0, ge=0)
     db_pool_acquire_timeout_seconds: float = Field(1.0, gt=0)
     db_connect_timeout_seconds: float = Field(2.0, gt=0)

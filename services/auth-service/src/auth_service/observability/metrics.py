@@ -158,6 +158,13 @@ class ServicesCollector(Collector):
         yield _gauge(
             "db_pool_overflow", "Connections beyond the pool size (negative: unused). Dashboards.", pool["overflow"]
         )
+        yield _gauge("db_read_pool_size", "Connections the read pool may open. Dashboards.", pool["read_size"])
+        yield _gauge("db_read_pool_open", "Connections the read pool holds open now. Dashboards.", pool["read_open"])
+        yield _gauge(
+            "db_read_pool_connections_in_use",
+            "Read connections checked out now. Alert near its size.",
+            pool["read_in_use"],
+        )
 
     def _cache(self) -> Iterator[Metric]:
         cache, listener = self.services.cache, self.services.listener
