@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 
 from auth_service.app import create_app, front_door
-from auth_service.server import DrainingServer
+from auth_service.server import DrainingServer, server_config
 from auth_service.services import Services
 from auth_service.settings import Settings
 
@@ -51,14 +50,7 @@ class RunningApp:
 async def serve(settings: Settings) -> AsyncIterator[RunningApp]:
     """Start the service on 127.0.0.1 at a free port; stop it (gracefully) afterwards."""
     app = create_app(settings)
-    config = uvicorn.Config(
-        front_door(app),
-        host="127.0.0.1",
-        port=0,
-        http="httptools",
-        lifespan="on",
-        log_level="warning",
-    )
+    config = server_config(front_door(app), settings, host="127.0.0.1", port=0, log_level="warning")
     server = DrainingServer(config, app.state.health, settings.drain_delay_seconds)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from auth_service.app import create_app, front_door
 from auth_service.health import Health
 from auth_service.settings import Settings
+from auth_service.wire import CoalescingHttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +69,31 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def build_server(
-    settings: Settings, database_url: str | None = None, on_started: Callable[[], None] | None = None
-) -> DrainingServer:
-    app = create_app(settings, database_url)
-    config = uvicorn.Config(
-        front_door(app),
-        host=settings.host,
-        port=settings.port,
+def server_config(
+    app: ASGIApp, settings: Settings, *, host: str | None = None, port: int | None = None, log_level: str | None = None
+) -> uvicorn.Config:
+    """uvicorn as the service runs it (the tests serve through the same): uvloop, coalesced writes."""
+    return uvicorn.Config(
+        app,
+        host=settings.host if host is None else host,
+        port=settings.port if port is None else port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         access_log=False,
         server_header=False,
         backlog=4096,
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
-        log_level=settings.log_level.lower(),
+        log_level=(log_level or settings.log_level).lower(),
         log_config=None,  # the service's own (JSON) logging, configured by the CLI
     )
+
+
+def build_server(
+    settings: Settings, database_url: str | None = None, on_started: Callable[[], None] | None = None
+) -> DrainingServer:
+    app = create_app(settings, database_url)
+    config = server_config(front_door(app), settings)
     return DrainingServer(config, app.state.health, settings.drain_delay_seconds, on_started)
 
 
