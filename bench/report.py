@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import chart, targets
+from bench import chart, steadiness, targets
 from bench.config import REPORTED_ENDPOINTS, SERVERS
 
 
@@ -80,6 +80,7 @@ def header(results: dict[str, Any]) -> str:
             f"the database: {s.get('database', 'unknown')}. "
             f"Took {results['elapsed_s']:.0f} s.",
             *experiment(s.get("service_settings", {})),
+            *([steadiness.describe(results["host_speed"])] if results.get("host_speed") else []),
         ]
     )
 

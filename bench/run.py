@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 
 from auth_service.services import driver_dsn
-from bench import allocations, database, machine, method, seed, servers, targets, tracing
+from bench import allocations, database, machine, method, seed, servers, steadiness, targets, tracing
 from bench.config import DISTURBED_PCT, MIXED_NO_HASHING, Config, hashing_share
 from bench.runner import Runner
 from bench.servers import Server
@@ -44,7 +45,7 @@ class Bench:
         self.env: dict[str, str] = {}
         self.service_env: dict[str, str] = {}
         self.database_url = ""
-        self.results: dict[str, Any] = {"endpoints": {}, "problems": [], "notes": []}
+        self.results: dict[str, Any] = {"endpoints": {}, "problems": [], "notes": [], "host_speed": []}
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -57,13 +58,21 @@ class Bench:
             self.service_env = self.env | self.config.service_settings
             self.results |= self.describe(url)
             self.results["settings"]["database"] = where
+            self.probe_speed("before the service")
             self.service()
             self.attempt("service with a one-entry cache", self.service_missing_cache)
+            self.probe_speed("before the baseline")
             self.attempt("baseline", self.baseline)
+            self.probe_speed("before the ceiling")
             self.attempt("ceiling", self.ceiling)
+            self.probe_speed("before tracing")
             self.attempt("tracing overhead", self.tracing)
             self.attempt("allocations", self.allocations)
+            self.probe_speed("at the end")
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
+        unsteady = steadiness.unsteady(self.results["host_speed"])
+        if unsteady:
+            self.note(unsteady)
         self.results["targets"] = targets.evaluate(self.results)
         self.results["mixed_breakdown"] = targets.mixed_breakdown(self.results, hashing_share(self.config.mix))
         self.results["latency_breakdown"] = targets.latency_breakdown(self.results)
@@ -176,6 +185,12 @@ class Bench:
         path.write_text(json.dumps({"routes": routes}, indent=2))
 
     # --- bookkeeping
+
+    def probe_speed(self, when: str) -> None:
+        try:
+            self.results["host_speed"].append(steadiness.probe(self.config.server_cpu, when))
+        except (subprocess.SubprocessError, OSError, ValueError) as exc:
+            self.problem(f"speed probe {when}: {exc}")
 
     def measure(self, server: Server, endpoints: tuple[str, ...]) -> None:
         for endpoint in endpoints:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import cli, targets
+from bench import cli, steadiness, targets
 from bench.config import CEILING_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
 from bench.tools import find_wrk
 
@@ -96,6 +96,32 @@ def test_the_run_is_described(results: dict[str, Any]) -> None:
     assert results["versions"]["wrk"] not in ("", "unknown")
     assert results["settings"]["database"]  # which server the fresh database was made on
     assert results["method"]
+
+
+def test_the_host_speed_is_probed_before_each_block_and_reported(output: Path, results: dict[str, Any]) -> None:
+    readings = results["host_speed"]
+    assert [r["when"] for r in readings] == [
+        "before the service",
+        "before the baseline",
+        "before the ceiling",
+        "before tracing",
+        "at the end",
+    ]
+    for reading in readings:
+        assert 0 < reading["min_ms"] <= reading["ms"] <= reading["max_ms"], reading
+    assert steadiness.describe(readings) in (output / "latest.md").read_text()
+
+
+def test_a_host_that_slowed_down_in_the_run_is_noted() -> None:
+    def reading(when: str, ms: float) -> dict[str, Any]:
+        return {"when": when, "ms": ms, "min_ms": ms, "max_ms": ms}
+
+    steady = [reading("before the service", 10.0), reading("at the end", 11.0)]
+    slowed = [reading("before the service", 10.0), reading("before the ceiling", 8.0), reading("at the end", 12.0)]
+    assert steadiness.unsteady(steady) is None
+    note = steadiness.unsteady(slowed)
+    assert note is not None
+    assert "12.0 ms at the end against 8.0 ms before the ceiling (x1.50)" in note
 
 
 def test_every_endpoint_has_its_servers_and_figures(results: dict[str, Any]) -> None:
