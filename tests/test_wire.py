@@ -21,6 +21,7 @@ import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from auth_service.wire import CoalescingHttpToolsProtocol
+from tests.utils.serving import running
 
 SMALL_BODY = b'{"ok":true}'
 THREAD_IO = Path("/proc/thread-self/io")
@@ -76,16 +77,8 @@ async def serving(protocol: type[asyncio.Protocol], gate: StreamGate) -> AsyncIt
     config = uvicorn.Config(
         make_app(gate), host="127.0.0.1", port=0, http=protocol, lifespan="off", log_level="warning"
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the server stopped during start-up"
-        await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with running(uvicorn.Server(config)) as (_, port):
+        yield port
 
 
 def loop_thread_writes() -> int:

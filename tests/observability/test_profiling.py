@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service.observability.profiling import SlowRequestRecorder, debug_routes
 from tests.utils.app import assert_error
+from tests.utils.serving import running
 from tests.utils.waiting import wait_until
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
@@ -133,17 +134,11 @@ async def serving(slow: SlowRequestRecorder) -> AsyncIterator[httpx.AsyncClient]
         middleware=[Middleware(RecordingMiddleware, recorder=slow)],
     )
     config = uvicorn.Config(app, host="127.0.0.1", port=0, http="httptools", lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name="test-server")
-    await wait_until(lambda: server.started or task.done(), 10, "the server starts")
-    assert server.started, task.result()
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        try:
-            yield client
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 15)
+    async with (
+        running(uvicorn.Server(config)) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        yield client
 
 
 def speedscope_frames(response: httpx.Response) -> set[str]:

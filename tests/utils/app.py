@@ -16,6 +16,7 @@ from auth_service.app import create_app, front_door
 from auth_service.server import DrainingServer, server_config
 from auth_service.services import Services
 from auth_service.settings import Settings
+from tests.utils.serving import running
 
 TEST_SIGNING_KEY = secrets.token_urlsafe(48)
 
@@ -52,20 +53,10 @@ async def serve(settings: Settings) -> AsyncIterator[RunningApp]:
     app = create_app(settings)
     config = server_config(front_door(app), settings, host="127.0.0.1", port=0, log_level="warning")
     server = DrainingServer(config, app.state.health, settings.drain_delay_seconds)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the server stopped during start-up")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
-        try:
+    async with running(server) as (task, port):
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
             yield RunningApp(url, server, app.state.services, client, task)
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 15)
 
 
 def unique_email(prefix: str = "user") -> str:
