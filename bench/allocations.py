@@ -1,13 +1,18 @@
 """Bytes allocated per request on the hot path, measured with tracemalloc, with no load and no network.
 
-The service app is built in this process as the server serves it (`front_door(create_app(...))`),
-its lifespan run, and verify and user_hit are
-called through the ASGI interface directly, as uvicorn would call them. Two figures per path:
+The service app is built in this process as the server serves it (`front_door(create_app(...))`) and
+its lifespan run. verify and user_hit are answered as the server answers them: by the fast lane
+(`FastLane.respond`, called with the request's target and headers as the connection protocol hands
+them over). `verify_asgi` and `user_hit_asgi` are the same requests through the ASGI interface, as
+uvicorn calls it for a request the lane passes on (a traced one) or another server calls it. Two
+figures per path:
 - peak: for each request, the highest traced memory during the call above what was traced before it
   (`tracemalloc.reset_peak()` before each call); the median over the requests is reported, and the max.
   It is what one request needs at once: every object it creates and still holds at its busiest moment.
 - net: traced memory after N requests minus before them, over N, with a full collection at both ends.
   It is what requests leave behind: caches filling, leaks.
+The request itself (the scope, or the header list) is made before each measurement, as the server
+makes it before the application sees it.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import gc
 import json
 import statistics
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from auth_service.api.lane import FAST_LANE, FastLane
 from auth_service.app import create_app, front_door
 from auth_service.settings import Settings
 
@@ -101,37 +107,63 @@ async def call(app: Any, scope: Scope, exchange: Exchange) -> None:
         raise RuntimeError(f"{scope['path']} answered {exchange.status}")
 
 
-async def net_bytes(app: Any, make_scope: Any, exchange: Exchange, requests: int) -> float:
+Prepare = Callable[[], Any]
+Answer = Callable[[Any], Awaitable[None]]
+
+
+async def net_bytes(prepare: Prepare, answer: Answer, requests: int) -> float:
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
     for _ in range(requests):
-        await call(app, make_scope(), exchange)
+        await answer(prepare())
     gc.collect()
     return (tracemalloc.get_traced_memory()[0] - before) / requests
 
 
-async def peak_bytes(app: Any, make_scope: Any, exchange: Exchange, requests: int) -> list[int]:
+async def peak_bytes(prepare: Prepare, answer: Answer, requests: int) -> list[int]:
     peaks = [0] * requests
     for index in range(requests):
-        scope = make_scope()
+        request = prepare()
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
-        await call(app, scope, exchange)
+        await answer(request)
         peaks[index] = tracemalloc.get_traced_memory()[1] - before
     return peaks
 
 
-async def measure_path(app: Any, make_scope: Any, requests: int) -> dict[str, float]:
-    exchange = Exchange()
+async def measure_path(prepare: Prepare, answer: Answer, requests: int) -> dict[str, float]:
     for _ in range(WARMUP_REQUESTS):
-        await call(app, make_scope(), exchange)
-    net = await net_bytes(app, make_scope, exchange, requests)
-    peaks = await peak_bytes(app, make_scope, exchange, requests)
+        await answer(prepare())
+    net = await net_bytes(prepare, answer, requests)
+    peaks = await peak_bytes(prepare, answer, requests)
     return {
         "peak_bytes_per_request": int(statistics.median(peaks)),
         "peak_bytes_max": max(peaks),
         "net_bytes_per_request": round(net, 1),
     }
+
+
+def through_asgi(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], state: dict[str, Any]
+) -> tuple[Prepare, Answer]:
+    exchange = Exchange()
+
+    async def answer(scope: Scope) -> None:
+        await call(app, scope, exchange)
+
+    return (lambda: http_scope(path, headers, state)), answer
+
+
+def through_lane(lane: FastLane, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[Prepare, Answer]:
+    target = path.encode()
+    server_headers = [(b"date", b"Sun, 29 Nov 2026 12:00:00 GMT")]
+
+    async def answer(request_headers: list[tuple[bytes, bytes]]) -> None:
+        response, _ = lane.respond(target, request_headers, server_headers)
+        if response is None or not response.startswith(b"HTTP/1.1 200 "):
+            raise RuntimeError(f"the fast lane did not answer {path} with 200: {response!r}")
+
+    return (lambda: [(b"host", b"127.0.0.1"), *headers]), answer
 
 
 async def hot_paths(settings: Settings, token: str, user_id: str, requests: int) -> dict[str, dict[str, float]]:
@@ -140,12 +172,14 @@ async def hot_paths(settings: Settings, token: str, user_id: str, requests: int)
     async with lifespan(app) as state:
         bearer = [(b"authorization", f"Bearer {token}".encode())]
         paths = {"verify": ("/v1/auth/verify", bearer), "user_hit": (f"/v1/users/{user_id}", [])}
+        lane: FastLane = state[FAST_LANE]
+        ways = {name: through_lane(lane, path, headers) for name, (path, headers) in paths.items()}
+        ways |= {f"{name}_asgi": through_asgi(app, path, headers, state) for name, (path, headers) in paths.items()}
+        for prepare, answer in (ways["verify_asgi"], ways["user_hit_asgi"]):
+            await answer(prepare())  # the lane answers from the caches: the ASGI path fills them
         tracemalloc.start(1)
         try:
-            return {
-                name: await measure_path(app, lambda p=path, h=headers: http_scope(p, h, state), requests)
-                for name, (path, headers) in paths.items()
-            }
+            return {name: await measure_path(prepare, answer, requests) for name, (prepare, answer) in ways.items()}
         finally:
             tracemalloc.stop()
 

@@ -189,7 +189,7 @@ def allocation_table(results: dict[str, Any]) -> str:
             num(allocations[endpoint]["peak_bytes_max"]),
             num(allocations[endpoint]["net_bytes_per_request"], 1),
         ]
-        for endpoint in ("verify", "user_hit")
+        for endpoint in ("verify", "user_hit", "verify_asgi", "user_hit_asgi")
         if endpoint in allocations
     ]
     head = ["endpoint", "peak B/request (median)", "peak B (max)", "net B/request"]

@@ -194,7 +194,10 @@ async def test_a_batch_refused_halfway_through_hashing_writes_nothing(settings_f
 
 async def test_creates_in_flight_at_shutdown_are_finished_and_stored(settings_for: Any, database_url: str) -> None:
     payloads = [new_user() for _ in range(100)]
-    async with serve(settings_for(hash_queue_max=100, **PATIENT_DB)) as app, wide_client(app) as client:
+    # Shutdown waits for requests in flight at most graceful_timeout_seconds (2 in tests); 100 hashes
+    # on two threads of a machine at half speed took longer, and uvicorn cancelled the rest (500s).
+    settings = settings_for(hash_queue_max=100, graceful_timeout_seconds=60.0, **PATIENT_DB)
+    async with serve(settings) as app, wide_client(app) as client:
         sent = [asyncio.ensure_future(client.post("/v1/users", json=payload)) for payload in payloads]
         await wait_until(lambda: app.services.hasher.admitted >= 50, 10, "creates in flight")
         app.server.should_exit = True

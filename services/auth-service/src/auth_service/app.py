@@ -11,7 +11,8 @@ from starlette.types import ASGIApp
 
 from auth_service import __version__
 from auth_service.admission import AdmissionMiddleware
-from auth_service.api.fast import HotPaths
+from auth_service.api.fast import HotPaths, HotRoutes
+from auth_service.api.lane import FAST_LANE, FastLane
 from auth_service.api.main import api_router
 from auth_service.errors import install_error_handlers
 from auth_service.health import Health
@@ -58,7 +59,10 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         ):
             app.state.services = services
             tune_gc(settings)
-            yield {"services": services}
+            state: dict[str, Any] = {"services": services}
+            if settings.fast_lane:
+                state[FAST_LANE] = FastLane(HotRoutes(app), services, telemetry)
+            yield state
 
     app = FastAPI(
         title="auth-service",

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    fast_lane: bool = Field(
+        True, description="Answer token checks and cached reads as the request is parsed (uvicorn only; api/lane.py)"
+    )
     max_in_flight: int = Field(1024, ge=1, description="Requests served at once per process; beyond, 503")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger request bodies get 413")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with every 503")

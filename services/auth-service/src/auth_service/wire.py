@@ -1,4 +1,10 @@
-"""HTTP/1.1 on the wire: uvicorn's httptools protocol, with each response's head and body sent together.
+"""HTTP/1.1 on the wire: uvicorn's httptools protocol, asking the fast lane first, and sending each
+response's head and body together.
+
+The fast lane (api/lane.py) answers a hot GET as soon as its head is parsed, when nothing else on the
+connection is still to be answered before it; the protocol then does for that answer what uvicorn
+does when a response completes (counts it, keeps the connection's keep-alive timeout). Everything
+else is uvicorn's: the lane's answers never create an ASGI cycle, so none can be left half-done.
 
 uvicorn writes a response's status line and headers as soon as the application sends
 `http.response.start`, and the body in a second write: two send() calls and two TCP segments for
@@ -21,6 +27,9 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from auth_service.api.lane import FAST_LANE, FastLane
+from auth_service.observability.tracing import EDGE_SAMPLED
+
 
 class CoalescingTransport:
     """A transport that sends a held write together with the one after it."""
@@ -40,6 +49,14 @@ class CoalescingTransport:
         else:
             self._held = None
             self._transport.write(held + data)
+
+    def write_through(self, data: bytes) -> None:
+        """Send `data` now, after anything held."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            data = held + data
+        self._transport.write(data)
 
     def writelines(self, chunks: Any) -> None:
         self.write(b"".join(chunks))
@@ -76,7 +93,88 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a CoalescingTransport."""
+    """uvicorn's httptools protocol on a CoalescingTransport, asking the fast lane first."""
+
+    lane: FastLane | None = None
+    answered_in_lane = False
+    reading_head = False
+    lane_idle_timer: asyncio.TimerHandle | None = None
+    last_lane_answer = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        self.coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(self.coalescing)  # type: ignore[arg-type]
+        if not self.root_path:  # the lane matches paths as they arrive
+            self.lane = self.app_state.get(FAST_LANE)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lane_idle_timer is not None:
+            self.lane_idle_timer.cancel()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.answered_in_lane = False
+        self.reading_head = True
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        lane = self.lane
+        if lane is not None and self._lane_may_answer():
+            response, sampled = lane.respond(self.url, self.headers, self.server_state.default_headers)
+            if response is not None:
+                self._answered(response)
+                return
+            if sampled is not None:
+                self.scope[EDGE_SAMPLED] = sampled  # type: ignore[literal-required]
+        super().on_headers_complete()
+
+    def _lane_may_answer(self) -> bool:
+        """A keep-alive GET/1.1 with nothing before it still to answer, to a client that reads."""
+        cycle, parser = self.cycle, self.parser
+        return (
+            (cycle is None or cycle.response_complete)
+            and not self.pipeline
+            and not self.flow.write_paused
+            and parser.get_method() == b"GET"
+            and parser.get_http_version() == "1.1"
+            and parser.should_keep_alive()
+            and not parser.should_upgrade()
+            and not self.transport.is_closing()
+        )
+
+    def _answered(self, response: bytes) -> None:
+        """What uvicorn does when a response completes, for one the lane gave."""
+        self.answered_in_lane = True
+        self.coalescing.write_through(response)
+        self.server_state.total_requests += 1
+        self.last_lane_answer = self.loop.time()
+        # The keep-alive timeout, as uvicorn arms it after each response, but one timer for a run of
+        # answers rather than one made and cancelled per answer (4 us a request here, 5% of one).
+        if self.lane_idle_timer is None:
+            self.lane_idle_timer = self.loop.call_later(self.timeout_keep_alive, self._lane_idle)
+
+    def _lane_idle(self) -> None:
+        """Close the connection if nothing came since the lane's last answer, else look again later."""
+        self.lane_idle_timer = None
+        cycle = self.cycle
+        if (
+            self.timeout_keep_alive_task is not None  # uvicorn answered since: its own timer runs
+            or self.reading_head
+            or not (cycle is None or cycle.response_complete)
+            or self.pipeline
+        ):
+            return  # a request is under way: uvicorn arms its timer once it is answered, the lane once it answers
+        remaining = self.last_lane_answer + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self.lane_idle_timer = self.loop.call_later(remaining, self._lane_idle)
+        else:
+            self.timeout_keep_alive_handler()
+
+    def on_body(self, body: bytes) -> None:
+        if not self.answered_in_lane:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.answered_in_lane:
+            super().on_message_complete()

@@ -1,11 +1,16 @@
-"""The hot routes in plain ASGI: token verification, cached user reads, /v1/me and liveness.
+"""The hot routes without FastAPI: token verification, user reads, /v1/me and liveness.
 
 FastAPI resolves dependencies, validates parameters and builds a Request and a Response per call:
 about 100 µs of a ~130 µs cached read on this machine (see bench/results). These routes need none
 of it: their answers are bytes the caches already hold. The same routes stay declared in FastAPI,
 so the OpenAPI schema documents them and anything this layer does not answer (another method, a
-malformed id) falls through to FastAPI and gets its usual answer. Telemetry and admission control
-sit outside this layer and see these requests like any other.
+malformed id) falls through to FastAPI and gets its usual answer.
+
+Each hot route answers in two steps: `now`, without awaiting (a token check, a cache hit), or None
+when it needs the loop (a cache miss, a traced read); then `later`, awaiting the database. Two
+callers use them: `HotPaths`, a plain ASGI layer inside telemetry and admission control, and the
+connection protocol (`wire.py`), which answers the `now` cases as the request is parsed, before
+uvicorn builds an ASGI request for it (see `FastLane`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,6 +30,7 @@ from auth_service.security.tokens import InvalidToken
 from auth_service.services import Services
 
 USERS_PREFIX = "/v1/users/"
+USER_ROUTE = "/v1/users/{user_id}"
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 JSON_TYPE = (b"content-type", b"application/json")
 NO_TOKEN = error_body("unauthorized", "a bearer token is required")
@@ -31,72 +38,120 @@ BAD_TOKEN = error_body("unauthorized", "invalid or expired token")
 USER_GONE = error_body("unauthorized", "the token's user no longer exists")
 NO_USER = error_body("not_found", "user not found")
 CHALLENGE = [(name.lower().encode(), value.encode()) for name, value in UNAUTHORIZED_HEADERS.items()]
-
-Handler = Callable[[Scope, Send, Services], Awaitable[None]]
-
-
-async def reply(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [JSON_TYPE, (b"content-length", str(len(body)).encode())]
-    if extra:
-        headers += extra
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+Headers = list[tuple[bytes, bytes]]
 
 
-def bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+class HotAnswer(NamedTuple):
+    status: int
+    body: bytes
+    challenge: bool = False  # a 401: the response carries WWW-Authenticate
+
+
+OK_LIVE = HotAnswer(200, b'{"status":"ok"}')
+NO_TOKEN_ANSWER = HotAnswer(401, NO_TOKEN, challenge=True)
+BAD_TOKEN_ANSWER = HotAnswer(401, BAD_TOKEN, challenge=True)
+USER_GONE_ANSWER = HotAnswer(401, USER_GONE, challenge=True)
+NO_USER_ANSWER = HotAnswer(404, NO_USER)
+
+AnswerNow = Callable[[Headers, str, Services], HotAnswer | None]
+AnswerLater = Callable[[Headers, str, Services], Awaitable[HotAnswer]]
+
+
+def response_headers(answer: HotAnswer) -> Headers:
+    headers = [JSON_TYPE, (b"content-length", str(len(answer.body)).encode())]
+    return headers + CHALLENGE if answer.challenge else headers
+
+
+async def reply(send: Send, answer: HotAnswer) -> None:
+    await send({"type": "http.response.start", "status": answer.status, "headers": response_headers(answer)})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+def bearer_token(headers: Headers) -> str | None:
+    for name, value in headers:
         if name == b"authorization":
             return parse_bearer(value.decode("latin-1"))
     return None
 
 
-def verified(scope: Scope, services: Services) -> tuple[bytes, dict[str, Any]] | bytes:
-    """(claims bytes, claims) of the request's token, or the 401 body to answer with."""
-    token = bearer_token(scope)
+def verified(headers: Headers, services: Services) -> tuple[bytes, dict[str, Any]] | HotAnswer:
+    """(claims bytes, claims) of the request's token, or the 401 to answer with."""
+    token = bearer_token(headers)
     if token is None:
-        return NO_TOKEN
+        return NO_TOKEN_ANSWER
     try:
         return services.tokens.verify_encoded(token)
     except InvalidToken:
-        return BAD_TOKEN
+        return BAD_TOKEN_ANSWER
 
 
-async def verify(scope: Scope, send: Send, services: Services) -> None:
-    result = verified(scope, services)
-    if isinstance(result, bytes):
-        await reply(send, 401, result, CHALLENGE)
-    else:
-        await reply(send, 200, result[0])
+def verify_now(headers: Headers, param: str, services: Services) -> HotAnswer:
+    result = verified(headers, services)
+    return result if isinstance(result, HotAnswer) else HotAnswer(200, result[0])
 
 
-async def me(scope: Scope, send: Send, services: Services) -> None:
-    result = verified(scope, services)
-    if isinstance(result, bytes):
-        await reply(send, 401, result, CHALLENGE)
-        return
+def user_answer(body: bytes | None) -> HotAnswer:
+    return HotAnswer(200, body) if body is not None else NO_USER_ANSWER
+
+
+def read_user_now(headers: Headers, user_id: str, services: Services) -> HotAnswer | None:
+    users = services.users
+    if users.traced():
+        return None  # the lookup gets a span of its own: users.get_json
+    # The path holds the canonical text of the id, which is the cache's key: no parsing on a hit.
+    found, body = users.cache.cached(user_id)
+    return user_answer(body) if found else None
+
+
+async def read_user_later(headers: Headers, user_id: str, services: Services) -> HotAnswer:
+    return user_answer(await services.users.get_json(uuid.UUID(user_id)))
+
+
+def token_subject(headers: Headers, services: Services) -> uuid.UUID | HotAnswer:
+    result = verified(headers, services)
+    if isinstance(result, HotAnswer):
+        return result
     try:
-        user_id = uuid.UUID(str(result[1]["sub"]))
+        return uuid.UUID(str(result[1]["sub"]))
     except ValueError:
-        await reply(send, 401, BAD_TOKEN, CHALLENGE)
-        return
-    body = await services.users.get_json(user_id)
-    await (reply(send, 200, body) if body is not None else reply(send, 401, USER_GONE, CHALLENGE))
+        return BAD_TOKEN_ANSWER
 
 
-async def read_user(scope: Scope, send: Send, services: Services) -> None:
-    users, key = services.users, scope["path_params"]["user_id"]
-    if not users.traced():
-        # The path holds the canonical text of the id, which is the cache's key: no parsing on a hit.
-        found, body = users.cache.cached(key)
-        if found:
-            await (reply(send, 200, body) if body is not None else reply(send, 404, NO_USER))
-            return
-    body = await users.get_json(uuid.UUID(key))
-    await (reply(send, 200, body) if body is not None else reply(send, 404, NO_USER))
+def me_now(headers: Headers, param: str, services: Services) -> HotAnswer | None:
+    subject = token_subject(headers, services)
+    if isinstance(subject, HotAnswer):
+        return subject
+    if services.users.traced():
+        return None
+    found, body = services.users.cache.cached(str(subject))
+    if not found:
+        return None
+    return HotAnswer(200, body) if body is not None else USER_GONE_ANSWER
 
 
-async def liveness(scope: Scope, send: Send, services: Services) -> None:
-    await reply(send, 200, b'{"status":"ok"}')
+async def me_later(headers: Headers, param: str, services: Services) -> HotAnswer:
+    subject = token_subject(headers, services)
+    if isinstance(subject, HotAnswer):
+        return subject
+    body = await services.users.get_json(subject)
+    return HotAnswer(200, body) if body is not None else USER_GONE_ANSWER
+
+
+def liveness_now(headers: Headers, param: str, services: Services) -> HotAnswer:
+    return OK_LIVE
+
+
+async def never_later(headers: Headers, param: str, services: Services) -> HotAnswer:
+    raise AssertionError("this route always answers at once")
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    now: AnswerNow
+    later: AnswerLater
+    # FastAPI's route of the path: telemetry names spans and labels metrics by its template.
+    route: Any
+    template: str
 
 
 def _all_routes(routes: list[Any]) -> list[Any]:
@@ -111,43 +166,60 @@ def _all_routes(routes: list[Any]) -> list[Any]:
     return found
 
 
+class HotRoutes:
+    """Which GET paths are hot, and the route each belongs to."""
+
+    def __init__(self, fastapi: FastAPI) -> None:
+        routes = {route.path: route for route in _all_routes(fastapi.routes)}
+
+        def hot(path: str, now: AnswerNow, later: AnswerLater) -> HotRoute:
+            return HotRoute(now, later, routes[path], path)
+
+        self.exact: dict[str, HotRoute] = {
+            "/v1/auth/verify": hot("/v1/auth/verify", verify_now, never_later),
+            "/v1/me": hot("/v1/me", me_now, me_later),
+            "/healthz": hot("/healthz", liveness_now, never_later),
+        }
+        self.user = hot(USER_ROUTE, read_user_now, read_user_later)
+
+    def match(self, path: str) -> tuple[HotRoute, str] | None:
+        """The hot route of a GET of `path`, with its parameter (the user id, else "")."""
+        found = self.exact.get(path)
+        if found is not None:
+            return found, ""
+        if path.startswith(USERS_PREFIX):
+            user_id = path[len(USERS_PREFIX) :]
+            if CANONICAL_UUID.fullmatch(user_id) is not None:
+                return self.user, user_id
+            # Other spellings, and invalid ids (422), are FastAPI's to answer.
+        return None
+
+
 class HotPaths:
     """Answers the hot GETs itself and passes everything else to FastAPI."""
 
     def __init__(self, app: ASGIApp, fastapi: FastAPI) -> None:
         self.app = app
-        routes = {route.path: route for route in _all_routes(fastapi.routes)}
-        # The FastAPI route of each path goes into the scope, as FastAPI's router would put it:
-        # telemetry names spans and labels metrics by its template.
-        self.exact: dict[str, tuple[Handler, Any]] = {
-            "/v1/auth/verify": (verify, routes["/v1/auth/verify"]),
-            "/v1/me": (me, routes["/v1/me"]),
-            "/healthz": (liveness, routes["/healthz"]),
-        }
-        self.user_route = routes["/v1/users/{user_id}"]
+        self.routes = HotRoutes(fastapi)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
-            handler = self._handler(scope)
-            if handler is not None:
+            found = self.routes.match(scope["path"])
+            if found is not None:
+                hot, param = found
+                scope["route"] = hot.route
+                if param:
+                    scope["path_params"] = {"user_id": param}
                 try:
-                    await handler(scope, send, scope["state"]["services"])
+                    await reply(send, await self._answer(hot, param, scope))
                 except ApiError as error:  # a 503 from the database or the pool
                     await error_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _handler(self, scope: Scope) -> Handler | None:
-        path: str = scope["path"]
-        found = self.exact.get(path)
-        if found is not None:
-            scope["route"] = found[1]
-            return found[0]
-        if path.startswith(USERS_PREFIX):
-            user_id = path[len(USERS_PREFIX) :]
-            if CANONICAL_UUID.fullmatch(user_id) is None:
-                return None  # other spellings, and invalid ids (422), are FastAPI's to answer
-            scope["route"] = self.user_route
-            scope["path_params"] = {"user_id": user_id}
-            return read_user
-        return None
+    @staticmethod
+    async def _answer(hot: HotRoute, param: str, scope: Scope) -> HotAnswer:
+        services: Services = scope["state"]["services"]
+        headers: Headers = scope["headers"]
+        answer = hot.now(headers, param, services)
+        return answer if answer is not None else await hot.later(headers, param, services)

@@ -205,6 +205,11 @@ class ServicesCollector(Collector):
             "Requests being served now. Dashboards; compare with AUTH_MAX_IN_FLIGHT for saturation.",
             telemetry.in_flight,
         )
+        yield _counter(
+            "http_server_fast_lane_responses",
+            "Requests answered as they were parsed (api/lane.py), of all in the latency histogram. Dashboards.",
+            telemetry.lane_responses,
+        )
         dropped = telemetry.dropped_spans
         family = CounterMetricFamily(
             "tracing_spans_dropped", "Sampled spans lost before the collector, by reason. Alert.", labels=["reason"]

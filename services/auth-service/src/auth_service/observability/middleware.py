@@ -19,7 +19,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth_service.observability.tracing import EDGE_CHOSEN
+from auth_service.observability.tracing import EDGE_CHOSEN, EDGE_SAMPLED
 
 if TYPE_CHECKING:
     from auth_service.observability.telemetry import Telemetry
@@ -103,7 +103,11 @@ class TelemetryMiddleware:
         attributes: dict[str, Any] = {}
         ratio = self.telemetry.edge_ratio
         if ratio is not None and not _has_trace_context(scope):
-            if random.random() >= ratio:  # noqa: S311 - sampling, not security
+            # The fast lane (api/lane.py) may have drawn already for a request it passed on.
+            chosen = scope.get(EDGE_SAMPLED)
+            if chosen is None:
+                chosen = random.random() < ratio  # noqa: S311 - sampling, not security
+            if not chosen:
                 # Nothing to record and nothing attached: the root sampler drops any span under it.
                 return None, None
             attributes[EDGE_CHOSEN] = True
@@ -134,14 +138,18 @@ class TelemetryMiddleware:
             )
         ratio = self.telemetry.access_log_ratio
         if ratio and random.random() < ratio:  # noqa: S311 - sampling, not security
-            access_log.info(
-                "%s %s %d %.2fms",
-                method,
-                scope["path"],
-                status,
-                seconds * 1000,
-                extra={"http_route": route, "status": status, "duration_ms": round(seconds * 1000, 3)},
-            )
+            log_access(method, scope["path"], route, status, seconds)
+
+
+def log_access(method: str, path: str, route: str, status: int, seconds: float) -> None:
+    access_log.info(
+        "%s %s %d %.2fms",
+        method,
+        path,
+        status,
+        seconds * 1000,
+        extra={"http_route": route, "status": status, "duration_ms": round(seconds * 1000, 3)},
+    )
 
 
 def _has_trace_context(scope: Scope) -> bool:

@@ -34,6 +34,7 @@ class Telemetry:
         )
         self.access_log_ratio = settings.access_log_sample_ratio
         self.in_flight = 0  # a plain int on the hot path; exported at scrape time
+        self.lane_responses = 0  # likewise: requests the fast lane answered (api/lane.py)
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
         self.edge_ratio: float | None = None
