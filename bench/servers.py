@@ -43,7 +43,20 @@ class Server:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        """The process that serves: the one started, or its one worker (granian serves from a child)."""
+        children = child_pids(self.process.pid)
+        return children[0] if len(children) == 1 else self.process.pid
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of every thread of a process (Linux's /proc/PID/task/TID/children)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread has exited
+    return found
 
 
 def free_port() -> int:

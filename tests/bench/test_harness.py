@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import cli, steadiness, targets
+from bench import cli, servers, steadiness, targets
 from bench.config import CEILING_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
 from bench.tools import find_wrk
 
@@ -205,3 +208,26 @@ def test_latency_targets_are_checked_only_on_a_run_paced_at_70_percent() -> None
     at_50 = targets.evaluate(entry | {"settings": {"fixed_rate_share": 0.5}})["verify_p99_at_70pct"]
     assert (at_70["measured"], at_70["met"]) == (1.5, True)
     assert (at_50["measured"], at_50["met"]) == (None, False)
+
+
+def test_a_server_that_serves_from_one_worker_is_measured_in_that_worker(tmp_path: Path) -> None:
+    """granian forks its worker: CPU, memory and the loop's scheduling are read from the child."""
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    forks = f"import subprocess, time; subprocess.Popen({sleep!r}); time.sleep(30)"
+    alone, parent = subprocess.Popen(sleep), subprocess.Popen([sys.executable, "-c", forks])
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 10
+        while not (children := servers.child_pids(parent.pid)):
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        log = tmp_path / "log"
+        assert servers.Server("forking", parent, "http://x", log).pid == children[0]
+        assert servers.Server("alone", alone, "http://x", log).pid == alone.pid
+        assert len(children) == 1
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        for process in (parent, alone):
+            process.kill()
+            process.wait()

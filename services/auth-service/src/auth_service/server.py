@@ -98,10 +98,12 @@ def build_server(
 
 
 def serve_with_granian(settings: Settings) -> None:
-    """The same application behind granian (a Rust HTTP server): about 1.2x uvicorn's rate on one core.
+    """The same application behind granian (a Rust HTTP server), without the fast lane.
 
-    Measured 2026-11-28, each pinned to one core with wrk on the other: cached user reads at 49k
-    requests/s against uvicorn's 41k. uvicorn stays the default: its drain is the service's own.
+    Measured 2026-11-29, each pinned to one core with wrk on the other, each run with its own ceiling:
+    granian served 18.0k verifications and 14.9k cached reads a second (0.30x and 0.26x the ceiling),
+    uvicorn with the fast lane 18.3k and 15.3k (0.35x and 0.25x), uvicorn without it 7.6k and 8.0k.
+    uvicorn stays the default: its drain is the service's own, and the lane needs its protocol.
 
     Granian owns the signals: on SIGTERM it stops accepting at once, finishes in-flight requests
     within `graceful_timeout_seconds`, then runs the lifespan's shutdown. The drain before that
