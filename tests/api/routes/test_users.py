@@ -159,6 +159,20 @@ async def test_patch_changes_the_password(client: httpx.AsyncClient) -> None:
     assert await can_log_in(client, user["email"], new_password)
 
 
+async def test_patch_changes_name_email_and_password_together(client: httpx.AsyncClient) -> None:
+    user, token = await user_with_token(client)
+    changes = {"name": "All New", "email": unique_email("all-new"), "password": "another-long-password"}
+    response = await client.patch(f"/v1/users/{user['id']}", json=changes, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["name"], body["email"]) == (changes["name"], changes["email"])
+    assert body["updated_at"] > user["updated_at"]
+    assert await get_body(client, user["id"]) == body
+    assert await can_log_in(client, changes["email"], changes["password"])
+    assert not await can_log_in(client, changes["email"], user["password"])
+    assert not await can_log_in(client, user["email"], changes["password"])
+
+
 async def test_patch_refuses_a_short_password(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     response = await client.patch(f"/v1/users/{user['id']}", json={"password": "short"}, headers=bearer(token))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import RowMapping
 
@@ -84,17 +85,29 @@ async def insert_users(db: Database, rows: Sequence[tuple[str, str, str]]) -> li
         raise DuplicateEmail("") from exc
 
 
-async def update_user(db: Database, user_id: uuid.UUID, changes: Mapping[str, Any]) -> RowMapping | None:
-    statement = (
-        update(users).where(users.c.id == user_id).values(**changes, updated_at=func.now()).returning(*PUBLIC_COLUMNS)
-    )
+# The columns a PATCH changes. Each set of them gets one statement text, made once, which asyncpg
+# prepares once per connection: through SQLAlchemy Core a rename cost 3.9 ms of CPU on a core at
+# half speed, 40% of it building and compiling the statement (py-spy, renames only, 2026-11-29).
+UPDATABLE_COLUMNS = frozenset({"name", "email", "password_hash"})
+
+
+@functools.cache
+def update_statement(columns: tuple[str, ...]) -> str:
+    if not columns or not UPDATABLE_COLUMNS.issuperset(columns):
+        raise ValueError(f"cannot update {columns}; only {sorted(UPDATABLE_COLUMNS)}")
+    assignments = ", ".join(f"{column} = ${index}" for index, column in enumerate(columns, start=2))
+    return f"UPDATE users SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {_PUBLIC}"  # noqa: S608 - names from UPDATABLE_COLUMNS
+
+
+async def update_user(db: Database, user_id: uuid.UUID, changes: Mapping[str, Any]) -> asyncpg.Record | None:
+    """The user's public columns after the change, or None when there is no such user."""
+    columns = tuple(sorted(changes))
+    statement = update_statement(columns)
     try:
-        async with db.transaction() as conn:
-            return (await conn.execute(statement)).mappings().one_or_none()
-    except sa_exc.IntegrityError as exc:
-        if _is_unique_violation(exc):
-            raise DuplicateEmail(str(changes.get("email", ""))) from exc
-        raise
+        async with db.driver_connection() as conn:
+            return await conn.fetchrow(statement, user_id, *(changes[column] for column in columns))
+    except asyncpg.UniqueViolationError as exc:
+        raise DuplicateEmail(str(changes.get("email", ""))) from exc
 
 
 async def replace_password_hash(db: Database, user_id: uuid.UUID, old_hash: str, new_hash: str) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from opentelemetry import trace
 from sqlalchemy.engine import RowMapping
 
@@ -74,7 +75,7 @@ class UserStore:
     async def taken_emails(self, emails: Sequence[str]) -> set[str]:
         return await repository.taken_emails(self.db, emails)
 
-    async def update(self, user_id: uuid.UUID, changes: Mapping[str, Any]) -> RowMapping | None:
+    async def update(self, user_id: uuid.UUID, changes: Mapping[str, Any]) -> asyncpg.Record | None:
         try:
             return await repository.update_user(self.db, user_id, changes)
         finally:
