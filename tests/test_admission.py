@@ -7,7 +7,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from tests.utils.app import RunningApp, assert_error, create_user, serve
-from tests.utils.sql import sql_connection
+from tests.utils.sql import sql_connection, users_table_locked, wait_for_lock_waiters
 
 log = logging.getLogger(__name__)
 
@@ -68,23 +67,6 @@ async def test_concurrent_logins_beyond_max_in_flight_are_refused_at_once(settin
     for response, _ in refused:
         assert_overloaded(response)
     assert slowest < REFUSAL_BOUND_SECONDS
-
-
-@asynccontextmanager
-async def users_table_locked(database_url: str) -> AsyncIterator[None]:
-    """Reads of users wait while this lasts: a database that does not answer, for real."""
-    async with sql_connection(database_url) as conn, conn.transaction():
-        await conn.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        yield
-
-
-async def wait_for_lock_waiters(sql: asyncpg.Connection, count: int) -> None:
-    """Until `count` sessions of this test database wait on a lock (the requests are in flight)."""
-    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    deadline = time.perf_counter() + 5
-    while await sql.fetchval(query) != count:
-        assert time.perf_counter() < deadline, f"{count} requests never reached the database"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_saturated_instance_refuses_new_requests_and_still_answers_its_probes(

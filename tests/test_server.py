@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from auth_service.services import driver_dsn
-from tests.utils.app import RunningApp, assert_error, create_user, serve
+from tests.utils.app import RunningApp, assert_error, create_user, new_user, serve
+from tests.utils.postgres import stored_emails
+from tests.utils.sql import sql_connection, users_table_locked, wait_for_lock_waiters
 
 DRAIN = 0.6
 
@@ -70,3 +72,20 @@ async def service_backends(app: RunningApp) -> int:
         return int(count)
     finally:
         await conn.close()
+
+
+async def test_a_request_cut_off_by_the_graceful_timeout_gets_503_and_writes_nothing(
+    settings_for: Any, database_url: str
+) -> None:
+    settings = settings_for(graceful_timeout_seconds=0.5, db_statement_timeout_ms=30_000, hash_workers=1)
+    payload = new_user()
+    async with serve(settings) as app, sql_connection(database_url) as sql:
+        async with users_table_locked(database_url):
+            create = asyncio.create_task(app.client.post("/v1/users", json=payload))  # its insert waits on the lock
+            await wait_for_lock_waiters(sql, 1)
+            app.server.should_exit = True
+            response = await asyncio.wait_for(create, 10)
+        await asyncio.wait_for(asyncio.shield(app.task), 10)
+    assert_error(response, 503, "shutting_down")
+    assert response.headers["retry-after"] == "1"
+    assert await stored_emails(database_url, [payload["email"]]) == set()

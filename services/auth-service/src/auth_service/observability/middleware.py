@@ -9,6 +9,7 @@ span is named from the route template once routing has matched (FastAPI puts the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auth_service.errors import error_body
 from auth_service.observability.tracing import EDGE_CHOSEN, EDGE_SAMPLED
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ LOAD_TEST_HEADER = b"x-load-test"
 LOAD_TEST_BAGGAGE = "loadtest"
 UNMATCHED_ROUTE = "unmatched"
 TRACEPARENT = b"traceparent"
+JSON_TYPE = (b"content-type", b"application/json")
+SHUTTING_DOWN = error_body("shutting_down", "the instance stopped before answering; retry")
 
 
 class AsgiHeaders(Getter[list[tuple[bytes, bytes]]]):
@@ -65,6 +69,9 @@ class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
         self.telemetry = telemetry
+        retry_after = str(telemetry.settings.retry_after_seconds).encode()
+        headers = [JSON_TYPE, (b"content-length", str(len(SHUTTING_DOWN)).encode()), (b"retry-after", retry_after)]
+        self._shutting_down: Message = {"type": "http.response.start", "status": 503, "headers": headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,10 +83,12 @@ class TelemetryMiddleware:
         span, token = self._start_span(scope)
         traceresponse = _traceresponse(span)
 
+        answered = False
+
         async def send_observed(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 if traceresponse is not None:
                     message["headers"] = [*message.get("headers", ()), (b"traceresponse", traceresponse)]
             await send(message)
@@ -88,6 +97,15 @@ class TelemetryMiddleware:
         profiling = telemetry.slow_requests.begin()
         try:
             await self.app(scope, receive, send_observed)
+        except asyncio.CancelledError:
+            if not answered:
+                # uvicorn cancels what is still running when the graceful timeout ends, and answers
+                # 500; the request did not fail, the instance went away: its transaction rolls back
+                # and the client may retry elsewhere.
+                status = 503
+                await send(self._shutting_down)
+                await send({"type": "http.response.body", "body": SHUTTING_DOWN})
+            raise
         except BaseException as exc:
             if span is not None:
                 span.record_exception(exc)
