@@ -117,6 +117,10 @@ def token_subject(headers: Headers, services: Services) -> uuid.UUID | HotAnswer
         return BAD_TOKEN_ANSWER
 
 
+def me_answer(body: bytes | None) -> HotAnswer:
+    return HotAnswer(200, body) if body is not None else USER_GONE_ANSWER
+
+
 def me_now(headers: Headers, param: str, services: Services) -> HotAnswer | None:
     subject = token_subject(headers, services)
     if isinstance(subject, HotAnswer):
@@ -124,17 +128,14 @@ def me_now(headers: Headers, param: str, services: Services) -> HotAnswer | None
     if services.users.traced():
         return None
     found, body = services.users.cache.cached(str(subject))
-    if not found:
-        return None
-    return HotAnswer(200, body) if body is not None else USER_GONE_ANSWER
+    return me_answer(body) if found else None
 
 
 async def me_later(headers: Headers, param: str, services: Services) -> HotAnswer:
     subject = token_subject(headers, services)
     if isinstance(subject, HotAnswer):
         return subject
-    body = await services.users.get_json(subject)
-    return HotAnswer(200, body) if body is not None else USER_GONE_ANSWER
+    return me_answer(await services.users.get_json(subject))
 
 
 def liveness_now(headers: Headers, param: str, services: Services) -> HotAnswer:
@@ -149,9 +150,8 @@ async def never_later(headers: Headers, param: str, services: Services) -> HotAn
 class HotRoute:
     now: AnswerNow
     later: AnswerLater
-    # FastAPI's route of the path: telemetry names spans and labels metrics by its template.
+    # FastAPI's route of the path: telemetry names spans and labels metrics by its template (.path).
     route: Any
-    template: str
 
 
 def _all_routes(routes: list[Any]) -> list[Any]:
@@ -173,7 +173,7 @@ class HotRoutes:
         routes = {route.path: route for route in _all_routes(fastapi.routes)}
 
         def hot(path: str, now: AnswerNow, later: AnswerLater) -> HotRoute:
-            return HotRoute(now, later, routes[path], path)
+            return HotRoute(now, later, routes[path])
 
         self.exact: dict[str, HotRoute] = {
             "/v1/auth/verify": hot("/v1/auth/verify", verify_now, never_later),

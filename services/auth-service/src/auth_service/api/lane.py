@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from auth_service.api.fast import CHALLENGE, Headers, HotAnswer, HotRoutes
-from auth_service.observability.middleware import log_access
+from auth_service.observability.middleware import has_trace_context, log_access
 
 if TYPE_CHECKING:
     from auth_service.observability.telemetry import Telemetry
@@ -39,7 +39,6 @@ CHALLENGE_LINES = b"".join(name + b": " + value + b"\r\n" for name, value in CHA
 # Requests the lane leaves to the ASGI path: one with a body or a continuation to answer, or one
 # that continues an upstream trace (the request middleware starts its span).
 BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
-TRACEPARENT = b"traceparent"
 
 # (response bytes or None, the trace sampling decision taken for a request passed on, or None)
 LaneResult = tuple[bytes | None, bool | None]
@@ -74,7 +73,7 @@ class FastLane:
         if answer is None:
             return None, sampled
         response = self._encode(answer, default_headers)
-        self._observe(path, hot.template, answer.status, time.perf_counter() - started)
+        self._observe(path, hot.route.path, answer.status, time.perf_counter() - started)
         return response, None
 
     def _sampled(self, headers: Headers) -> bool | None:
@@ -83,7 +82,7 @@ class FastLane:
         if telemetry.tracer is None:
             return False
         ratio = telemetry.edge_ratio
-        if ratio is None or any(name == TRACEPARENT for name, _ in headers):
+        if ratio is None or has_trace_context(headers):
             return None
         return random.random() < ratio  # noqa: S311 - sampling, not security
 

@@ -20,7 +20,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth_service.errors import error_body
+from auth_service.errors import ServiceUnavailable, error_response
 from auth_service.observability.tracing import EDGE_CHOSEN, EDGE_SAMPLED
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ LOAD_TEST_HEADER = b"x-load-test"
 LOAD_TEST_BAGGAGE = "loadtest"
 UNMATCHED_ROUTE = "unmatched"
 TRACEPARENT = b"traceparent"
-JSON_TYPE = (b"content-type", b"application/json")
-SHUTTING_DOWN = error_body("shutting_down", "the instance stopped before answering; retry")
 
 
 class AsgiHeaders(Getter[list[tuple[bytes, bytes]]]):
@@ -69,9 +67,6 @@ class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
         self.app = app
         self.telemetry = telemetry
-        retry_after = str(telemetry.settings.retry_after_seconds).encode()
-        headers = [JSON_TYPE, (b"content-length", str(len(SHUTTING_DOWN)).encode()), (b"retry-after", retry_after)]
-        self._shutting_down: Message = {"type": "http.response.start", "status": 503, "headers": headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,8 +98,9 @@ class TelemetryMiddleware:
                 # 500; the request did not fail, the instance went away: its transaction rolls back
                 # and the client may retry elsewhere.
                 status = 503
-                await send(self._shutting_down)
-                await send({"type": "http.response.body", "body": SHUTTING_DOWN})
+                message = "the instance stopped before answering; retry"
+                cut_off = ServiceUnavailable("shutting_down", message, telemetry.settings.retry_after_seconds)
+                await error_response(cut_off)(scope, receive, send)
             raise
         except BaseException as exc:
             if span is not None:
@@ -120,7 +116,7 @@ class TelemetryMiddleware:
             return None, None
         attributes: dict[str, Any] = {}
         ratio = self.telemetry.edge_ratio
-        if ratio is not None and not _has_trace_context(scope):
+        if ratio is not None and not has_trace_context(scope["headers"]):
             # The fast lane (api/lane.py) may have drawn already for a request it passed on.
             chosen = scope.get(EDGE_SAMPLED)
             if chosen is None:
@@ -170,8 +166,8 @@ def log_access(method: str, path: str, route: str, status: int, seconds: float) 
     )
 
 
-def _has_trace_context(scope: Scope) -> bool:
-    return any(name == TRACEPARENT for name, _ in scope["headers"])
+def has_trace_context(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == TRACEPARENT for name, _ in headers)
 
 
 def _sampled_trace_id(span: trace.Span | None) -> str | None:
