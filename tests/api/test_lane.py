@@ -26,6 +26,7 @@ from tests.utils.otlp_receiver import otlp_receiver
 from tests.utils.serving import running
 
 DATE_LINE = re.compile(rb"\r\ndate: [^\r]*\r\n")
+TRACERESPONSE_LINE = re.compile(rb"\r\ntraceresponse: 00-[0-9a-f]{32}-[0-9a-f]{16}-01\r\n")
 
 
 def get(path: str, *headers: str, version: str = "1.1") -> bytes:
@@ -73,14 +74,37 @@ def lane_count(app: RunningApp) -> int:
     return app.services.telemetry.lane_responses
 
 
+def traced_only(response: bytes) -> bytes:
+    """The response with its trace ids left out (each server starts traces of its own)."""
+    assert TRACERESPONSE_LINE.search(response), response
+    return TRACERESPONSE_LINE.sub(b"\r\ntraceresponse: ...\r\n", response, count=1)
+
+
 @asynccontextmanager
-async def with_and_without_lane(settings_for: Any) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
-    async with serve(settings_for()) as lane, serve(settings_for(fast_lane=False)) as plain:
+async def with_and_without_lane(settings_for: Any, **settings: Any) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
+    async with serve(settings_for(**settings)) as lane, serve(settings_for(fast_lane=False, **settings)) as plain:
         yield lane, plain
 
 
-async def test_hot_answers_are_the_same_bytes_with_and_without_the_lane(settings_for: Any) -> None:
-    async with with_and_without_lane(settings_for) as (lane, plain):
+@asynccontextmanager
+async def tracing_settings(traced: bool) -> AsyncIterator[dict[str, Any]]:
+    """Every new request traced, to a real OTLP receiver; or tracing off, as shipped."""
+    if not traced:
+        yield {}
+        return
+    async with otlp_receiver() as receiver:
+        yield {
+            "otel_traces_exporter": "otlp",
+            "otel_exporter_otlp_endpoint": receiver.endpoint,
+            "otel_traces_sampler": "parentbased_traceidratio",
+            "otel_traces_sampler_arg": 1.0,
+        }
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+async def test_hot_answers_are_the_same_bytes_with_and_without_the_lane(settings_for: Any, traced: bool) -> None:
+    """Traced, the lane writes the middleware's traceresponse header in the same place."""
+    async with tracing_settings(traced) as tracing, with_and_without_lane(settings_for, **tracing) as (lane, plain):
         user = await create_user(lane.client)
         token = await login(lane.client, user["email"], user["password"])
         await lane.client.delete(f"/v1/users/{(await create_user(lane.client))['id']}")  # not found, below
@@ -105,6 +129,8 @@ async def test_hot_answers_are_the_same_bytes_with_and_without_the_lane(settings
         assert lane_count(lane) - before == len(requests)
         assert lane_count(plain) == 0
         for with_lane, without in zip(answered[lane.url], answered[plain.url], strict=True):
+            if traced:
+                with_lane, without = traced_only(with_lane), traced_only(without)
             assert undated(with_lane) == undated(without)
         statuses = [response.split(b" ", 2)[1] for response in answered[lane.url]]
         assert statuses == [b"200", b"401", b"401", b"401", b"200", b"404", b"200", b"401", b"200"]
@@ -129,6 +155,22 @@ async def test_what_the_lane_cannot_answer_now_goes_on_and_is_answered(app: Runn
     (response,) = await asyncio.to_thread(exchange, port, get(f"/v1/users/{user['id']}"))  # now cached
     assert lane_count(app) == before + 1
     assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_upstream_trace_context_passes_on_only_when_this_service_traces(settings_for: Any) -> None:
+    """With tracing on, the request middleware continues the caller's trace; with it off there is nothing to
+    continue, and a caller that always sends traceparent must not lose the lane."""
+    traceparent = f"traceparent: 00-{'a' * 32}-{'b' * 16}-01"
+    async with tracing_settings(True) as tracing, serve(settings_for(**tracing)) as traced_app:
+        before = lane_count(traced_app)
+        (response,) = await asyncio.to_thread(exchange, port_of(traced_app), get("/healthz", traceparent))
+        assert lane_count(traced_app) == before
+        assert f"traceresponse: 00-{'a' * 32}-".encode() in response
+    async with serve(settings_for()) as untraced_app:
+        before = lane_count(untraced_app)
+        (response,) = await asyncio.to_thread(exchange, port_of(untraced_app), get("/healthz", traceparent))
+        assert lane_count(untraced_app) == before + 1
+        assert b"traceresponse" not in response and response.startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 async def test_pipelined_requests_are_answered_in_order_around_slower_ones(app: RunningApp) -> None:

@@ -83,8 +83,8 @@ async def test_a_cache_miss_is_server_span_then_cache_lookup_then_database_query
     assert server.attributes["http.route"] == "/v1/users/{user_id}"
     assert server.attributes["http.response.status_code"] == 200
     assert server.attributes["url.path"] == f"/v1/users/{user['id']}"
+    assert server.attributes["cache.hit"] is False
     lookup = only(children(spans, server), "cache.lookup")
-    assert lookup.attributes["cache.hit"] is False
     (query,) = children(spans, lookup)
     assert query.kind == "CLIENT"
     assert query.attributes["db.system"] == "postgresql"
@@ -92,15 +92,30 @@ async def test_a_cache_miss_is_server_span_then_cache_lookup_then_database_query
     assert server.resource["service.name"] == "auth-service"
 
 
-async def test_a_cache_hit_has_no_database_span(traced_app: RunningApp, receiver: Any) -> None:
-    user = await create_user(traced_app.client)
-    await traced_app.client.get(f"/v1/users/{user['id']}")
-    response = await traced_app.client.get(f"/v1/users/{user['id']}")
-    trace_id, _ = trace_of(response)
-    spans = await spans_of(receiver, trace_id, {USER_ROUTE, "cache.lookup"})
-    lookup = only(spans, "cache.lookup")
-    assert lookup.attributes["cache.hit"] is True
-    assert children(spans, lookup) == []
+@pytest.mark.parametrize("fast_lane", [True, False])
+async def test_a_cache_hit_is_the_server_span_alone_marked_as_a_hit(
+    settings_for: Any, receiver: Any, fast_lane: bool
+) -> None:
+    """The same span whether the fast lane answers the hit (api/lane.py) or the ASGI path does."""
+    async with serve(traced(settings_for, receiver.endpoint, fast_lane=fast_lane)) as app:
+        user = await create_user(app.client)
+        await app.client.get(f"/v1/users/{user['id']}")
+        lane_before = app.services.telemetry.lane_responses
+        response = await app.client.get(f"/v1/users/{user['id']}")
+        answered_in_lane = app.services.telemetry.lane_responses - lane_before
+    assert answered_in_lane == (1 if fast_lane else 0)
+    trace_id, server_span_id = trace_of(response)
+    (server,) = await spans_of(receiver, trace_id, {USER_ROUTE})
+    assert (server.span_id, server.kind, server.parent_span_id) == (server_span_id, "SERVER", "")
+    assert server.attributes == {
+        "http.request.method": "GET",
+        "url.path": f"/v1/users/{user['id']}",
+        "network.protocol.version": "1.1",
+        "http.route": "/v1/users/{user_id}",
+        "http.response.status_code": 200,
+        "cache.hit": True,
+    }
+    assert 0 < server.end_ns - server.start_ns < 1_000_000_000
 
 
 async def test_a_miss_with_redis_shows_the_redis_calls_under_the_cache_lookup(

@@ -57,10 +57,38 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
-def is_load_test(scope: Scope, ctx: context.Context) -> bool:
+def is_load_test(headers: list[tuple[bytes, bytes]], ctx: context.Context) -> bool:
     if baggage.get_baggage(LOAD_TEST_BAGGAGE, ctx) is not None:
         return True
-    return any(name == LOAD_TEST_HEADER for name, _ in scope["headers"])
+    return any(name == LOAD_TEST_HEADER for name, _ in headers)
+
+
+def start_server_span(
+    tracer: trace.Tracer,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    http_version: str,
+    *,
+    chosen: bool,
+    start_time: int | None = None,
+) -> tuple[trace.Span, context.Context]:
+    """A request's server span (named when it ends, by `end_server_span`) and its upstream context.
+
+    `chosen`: the request middleware or the fast lane drew this request for a new trace (see
+    tracing.edge_ratio); otherwise the span continues upstream context, or the SDK's sampler decides.
+    """
+    parent = propagate.extract(headers, getter=ASGI_HEADERS)
+    attributes: dict[str, Any] = {EDGE_CHOSEN: True} if chosen else {}
+    attributes |= {
+        "http.request.method": method,
+        "url.path": path,
+        "network.protocol.version": http_version,
+    }
+    if is_load_test(headers, parent):
+        attributes["load_test"] = True
+    span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes, start_time=start_time)
+    return span, parent
 
 
 class TelemetryMiddleware:
@@ -76,7 +104,7 @@ class TelemetryMiddleware:
         started = time.perf_counter()
         status = 500
         span, token = self._start_span(scope)
-        traceresponse = _traceresponse(span)
+        traceresponse = traceresponse_header(span)
 
         answered = False
 
@@ -114,36 +142,28 @@ class TelemetryMiddleware:
         tracer = self.telemetry.tracer
         if tracer is None:
             return None, None
-        attributes: dict[str, Any] = {}
+        chosen = False
         ratio = self.telemetry.edge_ratio
         if ratio is not None and not has_trace_context(scope["headers"]):
             # The fast lane (api/lane.py) may have drawn already for a request it passed on.
-            chosen = scope.get(EDGE_SAMPLED)
-            if chosen is None:
-                chosen = random.random() < ratio  # noqa: S311 - sampling, not security
+            drawn: bool | None = scope.get(EDGE_SAMPLED)
+            chosen = random.random() < ratio if drawn is None else drawn  # noqa: S311 - sampling, not security
             if not chosen:
                 # Nothing to record and nothing attached: the root sampler drops any span under it.
                 return None, None
-            attributes[EDGE_CHOSEN] = True
-        parent = propagate.extract(scope["headers"], getter=ASGI_HEADERS)
-        attributes |= {
-            "http.request.method": scope["method"],
-            "url.path": scope["path"],
-            "network.protocol.version": scope.get("http_version", "1.1"),
-        }
-        if is_load_test(scope, parent):
-            attributes["load_test"] = True
-        span = tracer.start_span(scope["method"], context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        span, parent = start_server_span(
+            tracer, scope["method"], scope["path"], scope["headers"], scope.get("http_version", "1.1"), chosen=chosen
+        )
         return span, context.attach(trace.set_span_in_context(span, parent))
 
     def _finish(
         self, scope: Scope, status: int, seconds: float, span: trace.Span | None, token: Any, profiling: Any
     ) -> None:
         method, route = scope["method"], route_template(scope)
-        trace_id = _sampled_trace_id(span)
+        trace_id = sampled_trace_id(span)
         self.telemetry.metrics.observe_request(method, route, status, seconds, trace_id)
         if span is not None:
-            _end_span(span, method, route, status)
+            end_server_span(span, method, route, status)
         if token is not None:
             context.detach(token)
         if profiling is not None:
@@ -170,14 +190,14 @@ def has_trace_context(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == TRACEPARENT for name, _ in headers)
 
 
-def _sampled_trace_id(span: trace.Span | None) -> str | None:
+def sampled_trace_id(span: trace.Span | None) -> str | None:
     if span is None:
         return None
     span_context = span.get_span_context()
     return format(span_context.trace_id, "032x") if span_context.trace_flags.sampled else None
 
 
-def _traceresponse(span: trace.Span | None) -> bytes | None:
+def traceresponse_header(span: trace.Span | None) -> bytes | None:
     """W3C Trace Context's response header, so a client can find its request in the trace viewer."""
     if span is None:
         return None
@@ -187,7 +207,7 @@ def _traceresponse(span: trace.Span | None) -> bytes | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01".encode()
 
 
-def _end_span(span: trace.Span, method: str, route: str, status: int) -> None:
+def end_server_span(span: trace.Span, method: str, route: str, status: int) -> None:
     if span.is_recording():
         span.update_name(f"{method} {route}")
         span.set_attribute("http.route", route)
