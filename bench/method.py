@@ -33,7 +33,10 @@ def notes(config: Config) -> list[str]:
         "service process; from the two, what each hashing request costs and how much of the mix's CPU they take.",
         "Saturation: wrk with a fixed number of connections sending as fast as answers come. rps is the median of "
         "the repetitions, with min and max; p50/p99/p99.9 are wrk's (per run, exact to the microsecond), the median "
-        "across repetitions. errors: connect, read, write, timeout (2 s) and 4xx/5xx answers.",
+        "across repetitions. errors: connect, read, write, timeout (2 s) and 4xx/5xx answers, except in the mix: "
+        "its 404s, and 503s with Retry-After, which are counted apart (shed: requests the service refused at "
+        "once because its bounded password-hashing pool was full; a closed-loop run at saturation overloads it "
+        "by design, a paced run should not).",
         f"Fixed rate: one run paced at {share} of the median saturation rate by the wrk script's delay(): each "
         "request takes the next slot of a fixed schedule, whichever connection is free. Limits: wrk's timers have "
         "1 ms resolution (requests leave up to 1 ms early, in small bursts); latency is measured from when the "

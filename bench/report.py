@@ -94,7 +94,7 @@ def experiment(service_settings: dict[str, str]) -> list[str]:
 
 def saturation_table(results: dict[str, Any]) -> str:
     head = ["endpoint", "server", "rps", "min-max", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "rps/core"]
-    head += ["CPU %", "stolen %", "wrk CPU %", "RSS MB", "errors"]
+    head += ["CPU %", "stolen %", "wrk CPU %", "RSS MB", "errors", "shed"]
     rows = [
         [
             endpoint,
@@ -111,6 +111,7 @@ def saturation_table(results: dict[str, Any]) -> str:
             num(e.get("client_cpu_pct")),
             num(e.get("rss_mb")),
             e["error"] if "error" in e else num(e.get("errors")),
+            num(e.get("shed", 0)),
         ]
         for endpoint, server, e in entries(results)
     ]
@@ -118,7 +119,18 @@ def saturation_table(results: dict[str, Any]) -> str:
 
 
 def paced_table(results: dict[str, Any]) -> str:
-    head = ["endpoint", "server", "target rps", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "CPU us/req", "errors"]
+    head = [
+        "endpoint",
+        "server",
+        "target rps",
+        "achieved",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "CPU us/req",
+        "errors",
+        "shed",
+    ]
     rows = [
         [
             endpoint,
@@ -130,6 +142,7 @@ def paced_table(results: dict[str, Any]) -> str:
             num(e.get("fixed_p999_ms"), 2),
             num(e.get("fixed_cpu_us_per_request")),
             num(e.get("fixed_errors")),
+            num(e.get("fixed_shed", 0)),
         ]
         for endpoint, server, e in entries(results)
         if "fixed_rate_rps" in e

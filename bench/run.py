@@ -204,6 +204,15 @@ class Bench:
     def check_entry(self, server: str, endpoint: str, entry: dict[str, Any]) -> None:
         if float(entry["error_rate"]) > 0.001:
             self.problem(f"{server} {endpoint}: {entry['errors']} errors in {entry['requests']} requests")
+        if entry.get("shed"):
+            self.note(
+                f"{server} {endpoint}: {entry['shed']} of {entry['requests']} requests shed at saturation "
+                "(503 with Retry-After: the password-hashing pool was full)"
+            )
+        paced_requests = int(entry.get("fixed_requests", 0))
+        paced_failed = int(entry.get("fixed_errors", 0)) + int(entry.get("fixed_shed", 0))
+        if paced_requests and paced_failed > 0.001 * paced_requests:
+            self.problem(f"{server} {endpoint}: {paced_failed} errors or 503s in {paced_requests} paced requests")
         client, own = float(entry["client_cpu_pct"]), float(entry["cpu_pct"])
         if client > CLIENT_BOUND_PCT:
             limit = "the server too" if own > CLIENT_BOUND_PCT else "not the server: wrk set the pace"

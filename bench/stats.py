@@ -49,6 +49,7 @@ def saturation(reps: list[Rep]) -> dict[str, object]:
         "errors": errors,
         "error_rate": rounded(errors / requests, 5) if requests else 0.0,
         "not_found": sum(rep.result.not_found for rep in reps),
+        "shed": sum(rep.result.shed for rep in reps),
         "cpu_us_per_request": cpu_us,
         # The rate a whole core would sustain at that CPU cost: steadier than rps on a shared machine.
         "capacity_rps": rounded(1e6 / cpu_us, 1) if cpu_us else 0.0,
@@ -94,7 +95,9 @@ def fixed_rate(target: float, rep: Rep) -> dict[str, object]:
         "fixed_p50_ms": rounded(result.p50_ms),
         "fixed_p99_ms": rounded(result.p99_ms),
         "fixed_p999_ms": rounded(result.p999_ms),
+        "fixed_requests": result.requests,
         "fixed_errors": result.errors,
+        "fixed_shed": result.shed,
         "fixed_cpu_us_per_request": cpu_per_request(rep.cpu_s, result.requests),
         "fixed_cpu_pct": rounded(rep.cpu_pct, 1),
         "fixed_stolen_pct": rounded(rep.stolen_pct, 1),

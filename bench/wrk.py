@@ -24,6 +24,7 @@ class WrkResult:
     duration_s: float
     errors: int  # failed connections, reads, writes, timeouts and unexpected statuses (4xx, 5xx)
     not_found: int  # expected 404s (reads of ids that do not exist, in the mix)
+    shed: int  # 503s with Retry-After: requests the service refused under overload (in the mix)
     p50_ms: float
     p99_ms: float
     p999_ms: float
@@ -76,13 +77,15 @@ def children_cpu_seconds() -> float:
 
 
 def parse(summary: dict[str, Any]) -> WrkResult:
-    """The script's summary; 404s of the mix are expected answers, not errors."""
-    latency, not_found = summary["latency_us"], int(summary["not_found"])
+    """The script's summary; 404s of the mix are expected answers and 503s with Retry-After refusals,
+    each counted apart from the errors."""
+    latency, not_found, shed = summary["latency_us"], int(summary["not_found"]), int(summary.get("shed", 0))
     return WrkResult(
         requests=int(summary["requests"]),
         duration_s=int(summary["duration_us"]) / 1e6,
-        errors=sum(int(count) for count in summary["errors"].values()) - not_found,
+        errors=sum(int(count) for count in summary["errors"].values()) - not_found - shed,
         not_found=not_found,
+        shed=shed,
         p50_ms=latency["p50"] / 1000,
         p99_ms=latency["p99"] / 1000,
         p999_ms=latency["p999"] / 1000,

@@ -63,17 +63,18 @@ end
 
 -- One line the harness reads: counts, duration, errors and latency percentiles (microseconds).
 function M.report(summary, latency, threads)
-  local not_found = 0
+  local not_found, shed = 0, 0
   for _, thread in ipairs(threads) do
     not_found = not_found + (thread:get("not_found") or 0)
+    shed = shed + (thread:get("shed") or 0)
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
-    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},"not_found":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},"not_found":%d,"shed":%d,' ..
     '"latency_us":{"p50":%.1f,"p99":%.1f,"p999":%.1f,"max":%.1f,"mean":%.1f}}\n',
     summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout, not_found,
+    e.connect, e.read, e.write, e.status, e.timeout, not_found, shed,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean))
 end
 

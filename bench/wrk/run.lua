@@ -35,10 +35,15 @@ function init(raw)
   local builders = requests.builders(load(args), common.pick, common.uuid4)
   if args.endpoint == "mixed" then
     request = requests.weighted(builders, args.mix)
-    -- Reads of ids that do not exist answer 404 by design: counted apart, not as errors.
-    not_found = 0
-    response = function(status)
-      if status == 404 then not_found = not_found + 1 end
+    -- Reads of ids that do not exist answer 404 by design, and a request the service refuses under
+    -- overload answers 503 with Retry-After (its password hashing is bounded): counted apart.
+    not_found, shed = 0, 0
+    response = function(status, headers)
+      if status == 404 then
+        not_found = not_found + 1
+      elseif status == 503 and (headers["retry-after"] or headers["Retry-After"]) then
+        shed = shed + 1
+      end
     end
   else
     request = builders[args.endpoint] or error("unknown endpoint " .. tostring(args.endpoint))
