@@ -7,12 +7,11 @@ one counter costs a fraction of what a middleware with its own task and streams 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth_service.errors import error_body
+from auth_service.errors import ApiError, ServiceUnavailable, error_response
 
 # Probes must be answered while overloaded: an overloaded pod is alive, and kubelet restarting it
 # would only move its load elsewhere.
@@ -39,7 +38,7 @@ class AdmissionMiddleware:
         self.on_reject = on_reject
         self.max_in_flight = max_in_flight
         self.max_body_bytes = max_body_bytes
-        self.retry_after = str(retry_after)
+        self.retry_after = retry_after
         self.in_flight = 0
         self.rejected = 0
 
@@ -50,17 +49,17 @@ class AdmissionMiddleware:
         if self.in_flight >= self.max_in_flight:
             self.rejected += 1
             self.on_reject("overloaded")
-            await _reply(
-                send, 503, b"overloaded", b"too many requests in flight", [(b"retry-after", self.retry_after.encode())]
-            )
+            overloaded = ServiceUnavailable("overloaded", "too many requests in flight", self.retry_after)
+            await error_response(overloaded)(scope, receive, send)
             return
         has_body = scope["method"] in _BODY_METHODS
         declared = _content_length(scope) if has_body else None
         if declared is not None and declared > self.max_body_bytes:
             self.on_reject("body_too_large")
-            await _reply(
-                send, 413, b"payload_too_large", f"the request body is larger than {self.max_body_bytes} bytes".encode()
+            too_large = ApiError(
+                413, "payload_too_large", f"the request body is larger than {self.max_body_bytes} bytes"
             )
+            await error_response(too_large)(scope, receive, send)
             return
         self.in_flight += 1
         try:
@@ -95,12 +94,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _reply(
-    send: Send, status: int, code: bytes, message: bytes, extra: list[tuple[bytes, Any]] | None = None
-) -> None:
-    body = error_body(code.decode(), message.decode())
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})
