@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from auth_service.services import driver_dsn
-from bench import allocations, database, machine, method, seed, servers, steadiness, targets, tracing
+from bench import allocations, database, machine, method, seed, servers, stats, steadiness, targets, tracing
 from bench.config import DISTURBED_PCT, MIXED_NO_HASHING, Config, hashing_share
 from bench.runner import Runner
 from bench.servers import Server
@@ -121,28 +121,48 @@ class Bench:
                 self.measure(ceiling, ("verify", "user_hit"))
 
     def tracing(self) -> None:
+        """Tracing off and at each ratio, in rounds: each round runs every setting once, in a fresh process.
+
+        Interleaved so that a host that speeds up or slows down during the block moves every setting
+        alike; each setting's cost is the median, over the rounds, of its change against the same
+        round's run with tracing off (fresh processes of the same settings differ by up to 9% here).
+        """
         endpoints = [e for e in tracing.ENDPOINTS if e in self.config.endpoints]
         if not (endpoints and self.config.tracing_ratios and "service" in self.config.servers):
             return
-        found: dict[str, Any] = {"method": tracing.METHOD, "ratios": {}}
+        settings: dict[str, dict[str, str]] = {"off": {}}
+        exported = {"off": 0}
         with tracing.running_sink(self.config.client_cpu, self.log("sink")) as sink:
-            found["off"] = off = self.traced(self.service_env, endpoints, "tracing-off", None)
             for ratio in self.config.tracing_ratios:
-                before = tracing.exports(sink)
-                env = self.service_env | tracing.otel_env(ratio, sink)
-                run = self.traced(env, endpoints, f"tracing-{ratio:g}", off)
-                found["ratios"][f"{ratio:g}"] = run | {"exports": tracing.exports(sink) - before}
-        self.results["tracing"] = found
+                settings[f"{ratio:g}"] = tracing.otel_env(ratio, sink)
+                exported[f"{ratio:g}"] = 0
+            reps: dict[str, dict[str, list[stats.Rep]]] = {name: {e: [] for e in endpoints} for name in settings}
+            for _ in range(self.config.repetitions):
+                for name, otel in settings.items():
+                    before = tracing.exports(sink)
+                    for endpoint, rep in self.traced_round(self.service_env | otel, endpoints, name).items():
+                        reps[name][endpoint].append(rep)
+                    exported[name] += tracing.exports(sink) - before
+        off = reps.pop("off")
+        self.results["tracing"] = {
+            "method": tracing.METHOD,
+            "off": {endpoint: tracing.summary(off[endpoint]) for endpoint in endpoints},
+            "ratios": {
+                name: {endpoint: tracing.summary(runs[endpoint], off[endpoint]) for endpoint in endpoints}
+                | {"exports": exported[name]}
+                for name, runs in reps.items()
+            },
+        }
 
-    def traced(
-        self, env: dict[str, str], endpoints: list[str], name: str, off: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        with servers.running_service(self.config.server_cpu, env, self.log(name)) as service:
+    def traced_round(self, env: dict[str, str], endpoints: list[str], name: str) -> dict[str, stats.Rep]:
+        """One fresh service with these settings: a warm-up and one measured run per endpoint."""
+        with servers.running_service(self.config.server_cpu, env, self.log(f"tracing-{name}")) as service:
             self.renew_tokens(service)
-            return {
-                endpoint: tracing.summary(self.runner.saturate(service, endpoint)[0], off and off[endpoint])
-                for endpoint in endpoints
-            }
+            found = {}
+            for endpoint in endpoints:
+                self.runner.warm_up(service, endpoint)
+                found[endpoint] = self.runner.measured_run(service, endpoint)[0]
+            return found
 
     def allocations(self) -> None:
         if self.config.allocation_requests <= 0:

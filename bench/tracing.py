@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 
 import httpx
 
+from bench import stats
 from bench.servers import Server, free_port, running
+from bench.stats import Rep
 from bench.tools import pinned
 
 ENDPOINTS = ("verify", "user_hit")
@@ -20,7 +23,10 @@ METHOD = (
     f"to every POST /v1/traces and keeps nothing (`python -m bench.sink`, on the client's CPU), "
     f"OTEL_TRACES_SAMPLER={SAMPLER} and OTEL_TRACES_SAMPLER_ARG as in the first column; wrk sends no "
     "traceparent, so every request is a root sampled at that ratio. `off` is the service as shipped "
-    "(no exporter), measured in the same block. Each is a fresh process: warm-up, then the repetitions."
+    "(no exporter), measured in the same block. In rounds: each round starts a fresh process of every setting "
+    "in turn (warm-up, then one run per endpoint), so that the host's drift moves them alike; rps is the median "
+    "over the rounds, and 'vs off' the median over the rounds of the change against that round's run with "
+    "tracing off (fresh processes of the same settings differ by up to 9% on this machine)."
 )
 
 
@@ -47,16 +53,30 @@ def exports(sink: Server) -> int:
     return int(httpx.get(f"{sink.url}/stats", timeout=5.0).json()["exports"])
 
 
-def summary(entry: dict[str, Any], off: dict[str, Any] | None) -> dict[str, Any]:
-    """rps and latency of one endpoint, and how they compare with tracing off (negative: slower)."""
+def summary(reps: list[Rep], off: list[Rep] | None = None) -> dict[str, Any]:
+    """rps and latency of one endpoint over the rounds, and how they compare with tracing off (negative: slower).
+
+    The comparison pairs each round with the same round's run with tracing off: the median of those changes.
+    """
+    entry = stats.saturation(reps)
     keys = ("rps", "rps_min", "rps_max", "p50_ms", "p99_ms", "cpu_us_per_request", "capacity_rps", "stolen_pct")
-    found = {key: entry[key] for key in (*keys, "retried_runs")}
+    found = {key: entry[key] for key in keys}
     if off is not None:
-        found["rps_change_pct"] = change(entry["rps"], off["rps"])
+        found["rps_change_pct"] = paired_change([rep.result.rps for rep in reps], [rep.result.rps for rep in off])
         # The same comparison from CPU time per request: what a whole core would sustain, unmoved by other load.
-        found["capacity_change_pct"] = change(entry["capacity_rps"], off["capacity_rps"])
+        found["capacity_change_pct"] = paired_change([capacity(rep) for rep in reps], [capacity(rep) for rep in off])
     return found
 
 
+def capacity(rep: Rep) -> float:
+    return rep.result.requests / rep.cpu_s if rep.cpu_s else 0.0
+
+
+def paired_change(values: list[float], references: list[float]) -> float | None:
+    changes = [change(value, reference) for value, reference in zip(values, references, strict=True)]
+    known = [found for found in changes if found is not None]
+    return round(statistics.median(known), 1) if known else None
+
+
 def change(value: float, reference: float) -> float | None:
-    return round((value / reference - 1) * 100, 1) if reference else None
+    return (value / reference - 1) * 100 if reference else None

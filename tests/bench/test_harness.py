@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import cli, servers, steadiness, targets
+from bench import cli, servers, steadiness, targets, tracing
 from bench.config import CEILING_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
 from bench.tools import find_wrk
 
@@ -231,3 +231,11 @@ def test_a_server_that_serves_from_one_worker_is_measured_in_that_worker(tmp_pat
         for process in (parent, alone):
             process.kill()
             process.wait()
+
+
+def test_the_tracing_cost_pairs_each_round_with_its_own_run_with_tracing_off() -> None:
+    """A host twice as fast in the second round: unpaired medians would mix the rounds, paired ones do not."""
+    traced = [50.0, 100.0, 100.0]
+    off = [55.0, 110.0, 200.0]
+    assert tracing.paired_change(traced, off) == -9.1  # the changes are -9.1, -9.1 and -50
+    assert tracing.paired_change([1.0], [0.0]) is None
