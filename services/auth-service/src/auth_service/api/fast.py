@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_service.api.deps import parse_bearer
 from auth_service.errors import UNAUTHORIZED_HEADERS, ApiError, error_body, error_response
+from auth_service.observability.tracing import CACHE_HIT
 from auth_service.security.tokens import InvalidToken
 from auth_service.services import Services
 
@@ -94,18 +95,16 @@ def verify_now(headers: Headers, param: str, services: Services) -> HotAnswer:
     return result if isinstance(result, HotAnswer) else HotAnswer(200, result[0])
 
 
-def user_answer(body: bytes | None) -> HotAnswer:
-    return HotAnswer(200, body) if body is not None else NO_USER_ANSWER
-
-
-def cached_user_answer(body: bytes | None) -> HotAnswer:
-    return HotAnswer(200, body, cache_hit=True) if body is not None else NO_USER_CACHED
+def user_answer(body: bytes | None, *, cache_hit: bool = False) -> HotAnswer:
+    if body is None:
+        return NO_USER_CACHED if cache_hit else NO_USER_ANSWER
+    return HotAnswer(200, body, cache_hit=cache_hit)
 
 
 def read_user_now(headers: Headers, user_id: str, services: Services) -> HotAnswer | None:
     # The path holds the canonical text of the id, which is the cache's key: no parsing on a hit.
     found, body = services.users.cache.cached(user_id)
-    return cached_user_answer(body) if found else None
+    return user_answer(body, cache_hit=True) if found else None
 
 
 async def read_user_later(headers: Headers, user_id: str, services: Services) -> HotAnswer:
@@ -230,5 +229,5 @@ class HotPaths:
         if answer is None:
             return await hot.later(headers, param, services)  # users.get_json traces the lookup
         if answer.cache_hit:
-            trace.get_current_span().set_attribute("cache.hit", True)  # as the fast lane marks it
+            trace.get_current_span().set_attribute(CACHE_HIT, True)  # as the fast lane marks it
         return answer

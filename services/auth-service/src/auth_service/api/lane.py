@@ -39,6 +39,7 @@ from auth_service.observability.middleware import (
     start_server_span,
     traceresponse_header,
 )
+from auth_service.observability.tracing import CACHE_HIT
 
 if TYPE_CHECKING:
     from auth_service.observability.telemetry import Telemetry
@@ -120,7 +121,7 @@ class FastLane:
         assert tracer is not None  # a request is drawn only when tracing is on
         span, _ = start_server_span(tracer, "GET", path, headers, "1.1", chosen=True, start_time=began_ns)
         if answer.cache_hit:
-            span.set_attribute("cache.hit", True)
+            span.set_attribute(CACHE_HIT, True)
         end_server_span(span, "GET", route, answer.status)
         value = traceresponse_header(span)
         if value is None:  # not recorded after all: the provider is shutting down

@@ -120,6 +120,8 @@ def edge_ratio(settings: Settings) -> float | None:
 
 # Set by the request middleware on a root span it chose to record; the sampler keeps it off the span.
 EDGE_CHOSEN = "auth_service.edge_chosen"
+# On a request's span: whether its user was answered from this replica's cache (users and /v1/me).
+CACHE_HIT = "cache.hit"
 # Set in a request's scope by the fast lane when it drew for a request it then passed on (True: chosen).
 EDGE_SAMPLED = "auth_service.edge_sampled"
 
