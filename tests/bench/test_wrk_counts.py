@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections import Counter
@@ -43,18 +44,21 @@ class CyclingServer:
             threading.Thread(target=self.answer, args=(connection,), daemon=True).start()
 
     def answer(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(ConnectionError):  # wrk resets its connections when it stops
+            self.answer_until_closed(connection)
+
+    def answer_until_closed(self, connection: socket.socket) -> None:
         buffer = b""
-        with connection:
-            while chunk := connection.recv(65536):
-                buffer += chunk
-                while b"\r\n\r\n" in buffer:
-                    head, _, buffer = buffer.partition(b"\r\n\r\n")
-                    buffer = buffer[body_length(head) :]  # the mix's POSTs and PATCHes carry small bodies
-                    with self.lock:
-                        kind, response = ANSWERS[self.next % len(ANSWERS)]
-                        self.next += 1
-                        self.sent[kind] += 1
-                    connection.sendall(response)
+        while chunk := connection.recv(65536):
+            buffer += chunk
+            while b"\r\n\r\n" in buffer:
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                buffer = buffer[body_length(head) :]  # the mix's POSTs and PATCHes carry small bodies
+                with self.lock:
+                    kind, response = ANSWERS[self.next % len(ANSWERS)]
+                    self.next += 1
+                    self.sent[kind] += 1
+                connection.sendall(response)
 
 
 def body_length(head: bytes) -> int:
