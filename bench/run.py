@@ -130,38 +130,44 @@ class Bench:
         endpoints = [e for e in tracing.ENDPOINTS if e in self.config.endpoints]
         if not (endpoints and self.config.tracing_ratios and "service" in self.config.servers):
             return
-        settings: dict[str, dict[str, str]] = {"off": {}}
-        exported = {"off": 0}
         with tracing.running_sink(self.config.client_cpu, self.log("sink")) as sink:
-            for ratio in self.config.tracing_ratios:
-                settings[f"{ratio:g}"] = tracing.otel_env(ratio, sink)
-                exported[f"{ratio:g}"] = 0
+            settings: dict[str, dict[str, str]] = {"off": {}} | {
+                f"{ratio:g}": tracing.otel_env(ratio, sink) for ratio in self.config.tracing_ratios
+            }
+            exported = dict.fromkeys(settings, 0)
             reps: dict[str, dict[str, list[stats.Rep]]] = {name: {e: [] for e in endpoints} for name in settings}
+            retried = {name: dict.fromkeys(endpoints, 0) for name in settings}
             for _ in range(self.config.repetitions):
                 for name, otel in settings.items():
                     before = tracing.exports(sink)
-                    for endpoint, rep in self.traced_round(self.service_env | otel, endpoints, name).items():
+                    for endpoint, (rep, retries) in self.traced_round(self.service_env | otel, endpoints, name).items():
                         reps[name][endpoint].append(rep)
+                        retried[name][endpoint] += retries
                     exported[name] += tracing.exports(sink) - before
         off = reps.pop("off")
+
+        def summaries(
+            name: str, runs: dict[str, list[stats.Rep]], against: dict[str, list[stats.Rep]] | None
+        ) -> dict[str, Any]:
+            return {
+                e: tracing.summary(runs[e], retried[name][e], against[e] if against is not None else None)
+                for e in endpoints
+            }
+
         self.results["tracing"] = {
             "method": tracing.METHOD,
-            "off": {endpoint: tracing.summary(off[endpoint]) for endpoint in endpoints},
-            "ratios": {
-                name: {endpoint: tracing.summary(runs[endpoint], off[endpoint]) for endpoint in endpoints}
-                | {"exports": exported[name]}
-                for name, runs in reps.items()
-            },
+            "off": summaries("off", off, None),
+            "ratios": {name: summaries(name, runs, off) | {"exports": exported[name]} for name, runs in reps.items()},
         }
 
-    def traced_round(self, env: dict[str, str], endpoints: list[str], name: str) -> dict[str, stats.Rep]:
-        """One fresh service with these settings: a warm-up and one measured run per endpoint."""
+    def traced_round(self, env: dict[str, str], endpoints: list[str], name: str) -> dict[str, tuple[stats.Rep, int]]:
+        """One fresh service with these settings: a warm-up and one measured run per endpoint (and its retries)."""
         with servers.running_service(self.config.server_cpu, env, self.log(f"tracing-{name}")) as service:
             self.renew_tokens(service)
             found = {}
             for endpoint in endpoints:
                 self.runner.warm_up(service, endpoint)
-                found[endpoint] = self.runner.measured_run(service, endpoint)[0]
+                found[endpoint] = self.runner.measured_run(service, endpoint)
             return found
 
     def allocations(self) -> None:

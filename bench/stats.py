@@ -22,6 +22,11 @@ class Rep:
         return self.cpu_s / self.result.duration_s * 100 if self.result.duration_s else 0.0
 
     @property
+    def capacity_rps(self) -> float:
+        """The rate a whole core would sustain at this run's CPU cost a request."""
+        return self.result.requests / self.cpu_s if self.cpu_s else 0.0
+
+    @property
     def stolen_pct(self) -> float:
         return self.stolen_s / self.result.duration_s * 100 if self.result.duration_s else 0.0
 

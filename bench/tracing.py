@@ -53,23 +53,21 @@ def exports(sink: Server) -> int:
     return int(httpx.get(f"{sink.url}/stats", timeout=5.0).json()["exports"])
 
 
-def summary(reps: list[Rep], off: list[Rep] | None = None) -> dict[str, Any]:
+def summary(reps: list[Rep], retried_runs: int, off: list[Rep] | None = None) -> dict[str, Any]:
     """rps and latency of one endpoint over the rounds, and how they compare with tracing off (negative: slower).
 
     The comparison pairs each round with the same round's run with tracing off: the median of those changes.
     """
     entry = stats.saturation(reps)
     keys = ("rps", "rps_min", "rps_max", "p50_ms", "p99_ms", "cpu_us_per_request", "capacity_rps", "stolen_pct")
-    found = {key: entry[key] for key in keys}
+    found = {key: entry[key] for key in keys} | {"retried_runs": retried_runs}
     if off is not None:
         found["rps_change_pct"] = paired_change([rep.result.rps for rep in reps], [rep.result.rps for rep in off])
         # The same comparison from CPU time per request: what a whole core would sustain, unmoved by other load.
-        found["capacity_change_pct"] = paired_change([capacity(rep) for rep in reps], [capacity(rep) for rep in off])
+        found["capacity_change_pct"] = paired_change(
+            [rep.capacity_rps for rep in reps], [rep.capacity_rps for rep in off]
+        )
     return found
-
-
-def capacity(rep: Rep) -> float:
-    return rep.result.requests / rep.cpu_s if rep.cpu_s else 0.0
 
 
 def paired_change(values: list[float], references: list[float]) -> float | None:
