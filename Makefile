@@ -84,3 +84,5 @@ bench: venv bench-tools ## Service vs baseline vs ceiling, one pinned core each,
 .PHONY: bench-tools
 bench-tools: ## Put wrk in .tools/bin unless it is on PATH (apt-get download and dpkg -x: nothing installed)
 	@command -v wrk >/dev/null || [ -x $(WRK) ] || TOOLS_DIR=$(TOOLS) bench/install-wrk.sh
+
+include mk/tools.mk mk/image.mk mk/chart.mk
