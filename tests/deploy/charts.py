@@ -1,0 +1,134 @@
+"""Rendering the charts as the tests check them: the pinned tools, the values cases, the objects."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / ".tools"
+HELM = TOOLS / "bin" / "helm"
+HELM3 = TOOLS / "bin" / "helm3"
+KUBECTL = TOOLS / "bin" / "kubectl"
+CHECKOV = TOOLS / "bin" / "checkov"
+NPM_TOOLS = TOOLS / "npm" / "node_modules"
+CHART = REPO / "charts" / "auth-service"
+# The oldest and newest Kubernetes the chart supports (Chart.yaml's kubeVersion, kubernetes-validate's newest).
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+RELEASE = "auth"
+NAMESPACE = "auth-service"
+
+
+@dataclass(frozen=True)
+class Case:
+    """A values case: the files layered on values.yaml, in order."""
+
+    name: str
+    files: tuple[Path, ...]
+
+    def args(self) -> list[str]:
+        return [arg for path in self.files for arg in ("--values", str(path))]
+
+
+def chart_cases() -> list[Case]:
+    """Every ci/*-values.yaml case, and the prod and dev values files as users give them."""
+    cases = [Case(path.name.removesuffix("-values.yaml"), (path,)) for path in sorted((CHART / "ci").glob("*.yaml"))]
+    cases += [Case("prod", (CHART / "values-prod.yaml",)), Case("dev", (CHART / "values-dev.yaml",))]
+    return cases
+
+
+CASES = chart_cases()
+CASE_NAMES = [case.name for case in CASES]
+
+
+def case_named(name: str) -> Case:
+    return next(case for case in CASES if case.name == name)
+
+
+def tool(path: Path) -> str:
+    """A pinned tool's path; `make tools` installs them (make test does it first)."""
+    if not path.exists():
+        raise RuntimeError(f"{path.relative_to(REPO)} is missing: run `make tools` (make test runs it)")
+    return str(path)
+
+
+def run(*command: str, check: bool = True, timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=check, timeout=timeout, **kwargs)
+
+
+def helm_template(case: Case, *extra: str, helm: Path = HELM, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`helm template` of the chart for one case, as release RELEASE in NAMESPACE."""
+    return run(
+        tool(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *case.args(), *extra, check=check
+    )
+
+
+@functools.cache
+def rendered(case_name: str) -> str:
+    """The case's manifests (cached: each test reads them, none changes them)."""
+    return helm_template(case_named(case_name)).stdout
+
+
+def objects(manifests: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(manifests) if doc]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [doc for doc in of_kind(docs, kind) if doc["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} objects"
+    return matches[0]
+
+
+POD_SPEC_PATHS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "Pod": ("spec",),
+}
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod spec of a workload, or None for other kinds."""
+    path = POD_SPEC_PATHS.get(doc["kind"])
+    if path is None:
+        return None
+    spec = doc
+    for key in path:
+        spec = spec[key]
+    return spec
+
+
+def pod_labels(doc: dict[str, Any]) -> dict[str, str]:
+    if doc["kind"] == "Pod":
+        return doc["metadata"].get("labels", {})
+    return doc["spec"]["template"]["metadata"].get("labels", {})
+
+
+def containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    spec = pod_spec(doc)
+    if spec is not None:
+        yield from spec.get("initContainers", [])
+        yield from spec["containers"]
+
+
+def write_manifests(directory: Path, name: str, manifests: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(manifests)
+    return path
+
+
+def env_without_proxy_noise() -> dict[str, str]:
+    """The environment for tools that would phone home (checkov's guideline download)."""
+    return {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}

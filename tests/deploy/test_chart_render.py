@@ -1,0 +1,180 @@
+"""The chart renders every case, for Helm 4 and Helm 3, and every object validates strictly against
+the oldest and newest Kubernetes it supports; bad values are refused with a readable message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.deploy.charts import (
+    CASE_NAMES,
+    CASES,
+    CHART,
+    HELM,
+    HELM3,
+    KUBERNETES_VERSIONS,
+    NPM_TOOLS,
+    REPO,
+    Case,
+    case_named,
+    helm_template,
+    objects,
+    rendered,
+    run,
+    tool,
+    write_manifests,
+)
+
+CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/",)
+VALIDATE_CUSTOM_RESOURCES = Path(__file__).with_name("validate_custom_resources.mjs")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_NAMES)
+def test_lint_strict(case: Case) -> None:
+    result = run(tool(HELM), "lint", "--strict", str(CHART), *case.args(), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_every_object_validates_strictly(case: str, version: str, tmp_path: Path) -> None:
+    path = write_manifests(tmp_path, case, rendered(case))
+    result = run(str(REPO / ".venv/bin/kubernetes-validate"), "--strict", "-k", version, str(path), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    validated = result.stdout.count(" passed for resource ")
+    custom = [doc for doc in objects(rendered(case)) if doc["apiVersion"].startswith(CUSTOM_RESOURCE_GROUPS)]
+    assert validated + len(custom) == len(objects(rendered(case))), result.stdout
+
+
+@pytest.mark.parametrize("case", ["hpa-rps", "prod"])
+def test_custom_resources_validate_against_their_crd_schemas(case: str) -> None:
+    """ServiceMonitor and PrometheusRule, which kubernetes-validate has no schema for: the Prometheus
+    Operator's own CRD schemas (@kubernetes-models/prometheus-operator). Like the API server, they do
+    not refuse unknown fields (a CRD prunes them), but types, patterns and required fields are checked."""
+    custom = [doc for doc in objects(rendered(case)) if doc["apiVersion"].startswith(CUSTOM_RESOURCE_GROUPS)]
+    assert {doc["kind"] for doc in custom} == {"ServiceMonitor", "PrometheusRule"}
+    result = run(
+        "node", str(VALIDATE_CUSTOM_RESOURCES), input=json.dumps(custom), cwd=NPM_TOOLS.parent, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("valid ") == len(custom), result.stdout
+
+
+def test_custom_resource_validation_refuses_a_wrong_field() -> None:
+    """The validator above can fail: an interval that is not a Prometheus duration is refused."""
+    monitor = next(doc for doc in objects(rendered("prod")) if doc["kind"] == "ServiceMonitor")
+    monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    result = run(
+        "node", str(VALIDATE_CUSTOM_RESOURCES), input=json.dumps([monitor]), cwd=NPM_TOOLS.parent, check=False
+    )
+    assert result.returncode != 0
+    assert "interval must match pattern" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_helm3_renders_what_helm4_renders(case: str) -> None:
+    """The chart works on Helm 3 too: the same objects, but for the generated secrets' random values."""
+    helm3 = objects(helm_template(case_named(case), helm=HELM3).stdout)
+    helm4 = objects(rendered(case))
+    assert [strip_random(doc) for doc in helm3] == [strip_random(doc) for doc in helm4]
+
+
+def strip_random(doc: dict) -> dict:
+    """The object without what `helm template` generates anew each time (no cluster to look up)."""
+    text = json.dumps(doc)
+    doc = json.loads(text)
+    if doc["kind"] == "Secret":
+        doc["data"] = sorted(doc.get("data", {}))
+    annotations = doc.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
+    annotations.pop("checksum/secret", None)
+    return doc
+
+
+# Schema errors: Helm 4's message, then Helm 3's (another JSON-schema library words them its own way).
+SCHEMA_ERRORS = {
+    "negative replicas": (
+        ["--set", "replicaCount=-1"],
+        "at '/replicaCount': minimum: got -1, want 0",
+        "replicaCount: Must be greater than or equal to 0",
+    ),
+    "missing image repository": (
+        ["--set", "image.repository="],
+        "at '/image/repository': minLength: got 0, want 1",
+        "image.repository: String length must be greater than or equal to 1",
+    ),
+    "unknown key": (
+        ["--set", "replicas=3"],
+        "additional properties 'replicas' not allowed",
+        "(root): Additional property replicas is not allowed",
+    ),
+    "unknown nested key": (
+        ["--set", "config.poolSize=3"],
+        "at '/config': additional properties 'poolSize' not allowed",
+        "config: Additional property poolSize is not allowed",
+    ),
+    "wrong enum": (
+        ["--set", "environment=staging"],
+        "at '/environment': value must be one of 'production', 'test', 'development'",
+        "environment: environment must be one of the following",
+    ),
+}
+
+# The chart's own checks (templates/_checks.tpl): the same words on both.
+CHECK_ERRORS = {
+    "pool budget over max_connections": (
+        ["--set", "config.dbReadPoolSize=20"],
+        "database connections: 25 per pod (config.dbReadPoolSize 20 + config.dbPoolSize 4 + 1 listener) x 8 pods"
+        " at most (6 replicas + 2 surging in a rollout) + 1 migration = 201, over database.maxConnections 100"
+        " - database.reservedConnections 10 = 90",
+    ),
+    "memory below the hash workers": (
+        ["--set", "resources.limits.memory=256Mi", "--set", "config.hashWorkers=4"],
+        "memory: the pod's memory (256Mi = 256 MiB) is below what it needs: 332 MiB = memoryBaselineMiB 192"
+        " + config.cacheMaxBytes 64 MiB + 4 hash workers x config.argon2MemoryKiB 19456 KiB",
+    ),
+    "readiness slower than the drain": (
+        ["--set", "probes.readiness.periodSeconds=5"],
+        "probes: readiness fails 10 s after the drain starts",
+    ),
+    "latest in production": (["--set", "image.tag=latest"], "the tag `latest` is refused in production"),
+    "no database": (["--set", "database.external.existingSecret="], "set database.external.existingSecret"),
+    "bundled database in production": (
+        ["--set", "database.external.existingSecret=", "--set", "postgresql.enabled=true"],
+        "postgresql.enabled is a single-instance database for development clusters",
+    ),
+    "existing keys without an active kid": (
+        ["--set", "tokenKeys.existingSecret=keys"],
+        "set tokenKeys.activeKid",
+    ),
+}
+
+
+@pytest.mark.parametrize("helm", [HELM, HELM3], ids=["helm4", "helm3"])
+@pytest.mark.parametrize("name", list(SCHEMA_ERRORS))
+def test_values_outside_the_schema_are_refused(name: str, helm: Path) -> None:
+    args, helm4_message, helm3_message = SCHEMA_ERRORS[name]
+    result = helm_template(case_named("default"), *args, helm=helm, check=False)
+    assert result.returncode != 0, f"{name}: rendered"
+    assert (helm4_message if helm == HELM else helm3_message) in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("helm", [HELM, HELM3], ids=["helm4", "helm3"])
+@pytest.mark.parametrize("name", list(CHECK_ERRORS))
+def test_values_that_cannot_work_together_are_refused(name: str, helm: Path) -> None:
+    args, message = CHECK_ERRORS[name]
+    result = helm_template(case_named("default"), *args, helm=helm, check=False)
+    assert result.returncode != 0, f"{name}: rendered"
+    assert message in result.stderr, result.stderr
+
+
+def test_the_defaults_need_only_a_database() -> None:
+    """`helm install` with the defaults needs one value, the database's Secret, and says so without it."""
+    default_case = yaml.safe_load((CHART / "ci" / "default-values.yaml").read_text())
+    assert default_case == {"database": {"external": {"existingSecret": "auth-service-database"}}}
+    result = run(tool(HELM), "template", "x", str(CHART), check=False)
+    assert result.returncode != 0
+    assert "set database.external.existingSecret" in result.stderr
