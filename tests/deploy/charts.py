@@ -65,9 +65,7 @@ def run(*command: str, check: bool = True, timeout: float = 120, **kwargs: Any) 
 
 def helm_template(case: Case, *extra: str, helm: Path = HELM, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`helm template` of the chart for one case, as release RELEASE in NAMESPACE."""
-    return run(
-        tool(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *case.args(), *extra, check=check
-    )
+    return run(tool(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *case.args(), *extra, check=check)
 
 
 @functools.cache

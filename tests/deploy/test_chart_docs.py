@@ -18,7 +18,8 @@ def generate(tmp_path: Path) -> tuple[str, dict[str, Any]]:
     readme = tmp_path / "README.md"
     shutil.copy(CHART / "README.md", readme)
     skeleton = tmp_path / "schema.json"
-    run(tool(README_GENERATOR), "--values", str(CHART / "values.yaml"), "--readme", str(readme), "--schema", str(skeleton))
+    values = str(CHART / "values.yaml")
+    run(tool(README_GENERATOR), "--values", values, "--readme", str(readme), "--schema", str(skeleton))
     return readme.read_text(), json.loads(skeleton.read_text())
 
 

@@ -57,9 +57,7 @@ def test_custom_resources_validate_against_their_crd_schemas(case: str) -> None:
     not refuse unknown fields (a CRD prunes them), but types, patterns and required fields are checked."""
     custom = [doc for doc in objects(rendered(case)) if doc["apiVersion"].startswith(CUSTOM_RESOURCE_GROUPS)]
     assert {doc["kind"] for doc in custom} == {"ServiceMonitor", "PrometheusRule"}
-    result = run(
-        "node", str(VALIDATE_CUSTOM_RESOURCES), input=json.dumps(custom), cwd=NPM_TOOLS.parent, check=False
-    )
+    result = run("node", str(VALIDATE_CUSTOM_RESOURCES), input=json.dumps(custom), cwd=NPM_TOOLS.parent, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("valid ") == len(custom), result.stdout
 
@@ -68,9 +66,7 @@ def test_custom_resource_validation_refuses_a_wrong_field() -> None:
     """The validator above can fail: an interval that is not a Prometheus duration is refused."""
     monitor = next(doc for doc in objects(rendered("prod")) if doc["kind"] == "ServiceMonitor")
     monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
-    result = run(
-        "node", str(VALIDATE_CUSTOM_RESOURCES), input=json.dumps([monitor]), cwd=NPM_TOOLS.parent, check=False
-    )
+    result = run("node", str(VALIDATE_CUSTOM_RESOURCES), input=json.dumps([monitor]), cwd=NPM_TOOLS.parent, check=False)
     assert result.returncode != 0
     assert "interval must match pattern" in result.stdout + result.stderr
 

@@ -126,9 +126,10 @@ def test_the_service_monitor_scrapes_a_port_that_exists(case: str) -> None:
     services = [s for s in of_kind(docs, "Service") if selects(monitor["spec"]["selector"], s["metadata"]["labels"])]
     assert len(services) == 1, [s["metadata"]["name"] for s in services]
     service_ports = {port["name"]: port for port in services[0]["spec"]["ports"]}
+    pods = selected_workloads(docs, services[0]["spec"]["selector"])
     for endpoint in monitor["spec"]["endpoints"]:
         port = service_ports[endpoint["port"]]
-        assert all(port["targetPort"] in container_ports(pod) for pod in selected_workloads(docs, services[0]["spec"]["selector"]))
+        assert all(port["targetPort"] in container_ports(pod) for pod in pods), endpoint
     public = named(docs, "Service", "auth-auth-service")
     assert [port["name"] for port in public["spec"]["ports"]] == ["http"], "the admin port is not public"
 
