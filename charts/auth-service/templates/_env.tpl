@@ -10,9 +10,13 @@ A secretKeyRef env entry: (list "NAME" "secret" "key").
 {{- end }}
 
 {{/*
-The database's DSNs: all the migration Job and the schema wait get (least privilege).
+The environment and the database's DSN: all the migration Job and the schema wait get (least
+privilege). AUTH_ENVIRONMENT is a variable, not a setting of the file: the image sets it (production),
+and a variable outranks the file.
 */}}
 {{- define "auth-service.databaseEnv" -}}
+- name: AUTH_ENVIRONMENT
+  value: {{ .Values.environment }}
 {{ include "auth-service.secretEnv" (list "AUTH_DATABASE_URL" (include "auth-service.databaseSecret" .) (include "auth-service.databaseSecretKey" .)) }}
 {{- end }}
 
