@@ -142,6 +142,7 @@ CHECK_ERRORS = {
         ["--set", "database.external.existingSecret=", "--set", "postgresql.enabled=true"],
         "postgresql.enabled is a single-instance database for development clusters",
     ),
+    "live code in production": (["--set", "liveCode.enabled=true"], "liveCode.enabled runs code synced into the pod"),
     "existing keys without an active kid": (
         ["--set", "tokenKeys.existingSecret=keys"],
         "set tokenKeys.activeKid",

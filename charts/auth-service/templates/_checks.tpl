@@ -59,6 +59,9 @@ before anything reaches the cluster. Included once, by the Deployment.
 {{- if .Values.postgresql.enabled }}
 {{- fail "postgresql.enabled is a single-instance database for development clusters; in production use database.external.existingSecret" }}
 {{- end }}
+{{- if .Values.liveCode.enabled }}
+{{- fail "liveCode.enabled runs code synced into the pod by Tilt; it is for development only" }}
+{{- end }}
 {{- if lt (int .Values.config.argon2MemoryKiB) 19456 }}
 {{- fail "config.argon2MemoryKiB: below the OWASP minimum (19456) the service refuses to start in production" }}
 {{- end }}

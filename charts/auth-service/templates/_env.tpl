@@ -86,6 +86,10 @@ OpenTelemetry variables, which name the pod from its labels and the downward API
 - name: OTEL_TRACES_EXPORTER
   value: none
 {{- end }}
+{{- if .Values.liveCode.enabled }}
+- name: PYTHONPATH
+  value: /live
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
