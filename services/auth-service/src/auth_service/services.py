@@ -59,8 +59,9 @@ async def open_services(
         )
         users = UserStore(db, cache, l2, tracer)
         stack.push_async_callback(users.close)
+        # Its own DSN, so that it can bypass a PgBouncer the pools go through (settings.py says why).
         listener = InvalidationListener(
-            driver_dsn(database_url),
+            driver_dsn(settings.database_listener_url or database_url),
             on_change=users.forget_locally,
             on_gap=cache.clear,
             reconnect_delay=settings.invalidation_reconnect_seconds,

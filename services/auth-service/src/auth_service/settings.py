@@ -6,13 +6,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from auth_service.cpu_quota import usable_cpus
 
 ENV_PREFIX = "AUTH_"
 CONFIG_FILE_ENV = "AUTH_CONFIG_FILE"
@@ -32,13 +34,65 @@ def otel(name: str, default: Any, **constraints: Any) -> Any:
     return Field(default, validation_alias=AliasChoices(name.lower(), name), **constraints)
 
 
-class Settings(BaseSettings):
-    """Validated configuration of one service process. Build it from values in tests."""
+class DatabaseSettings(BaseSettings):
+    """What the schema commands (migrate, wait-for-schema) read: where the database is, how to log.
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True, populate_by_name=True)
+    A migration Job or an initContainer holds the DSN and no signing key (least privilege), so these
+    commands validate nothing else and ignore the other AUTH_* variables; Settings adds the rest.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True)
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    # --- PostgreSQL
+    database_url: str | None = Field(None, description="Empty: an embedded PostgreSQL under data_dir")
+    # The request pools may go through PgBouncer in transaction mode (1.21 or later, with
+    # max_prepared_statements, for asyncpg's prepared statements); LISTEN needs a session of its own
+    # for as long as it listens, so the cache-invalidation listener must reach PostgreSQL directly.
+    database_listener_url: str | None = Field(
+        None, description="DSN of the LISTEN connection, bypassing PgBouncer; empty: the database URL in use"
+    )
+    data_dir: Path = Path(".data")
+    db_connect_timeout_seconds: float = Field(2.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Values given > environment > the YAML file named by AUTH_CONFIG_FILE (a mounted ConfigMap)."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ValueError(f"{CONFIG_FILE_ENV}={config_file!r}: no such file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("database_url", "database_listener_url")
+    @classmethod
+    def _normalise_dsn(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError(f"{info.field_name} must be a postgresql:// URL")
+        return value
+
+
+class Settings(DatabaseSettings):
+    """Validated configuration of one service process. Build it from values in tests."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True, populate_by_name=True)
 
     # --- HTTP server
     server: Literal["uvicorn", "granian"] = Field(
@@ -55,9 +109,7 @@ class Settings(BaseSettings):
     drain_delay_seconds: float = Field(5.0, ge=0, description="Readiness 503 before accepting stops")
     graceful_timeout_seconds: float = Field(20.0, ge=0, description="Bound on finishing in-flight requests")
 
-    # --- PostgreSQL
-    database_url: str | None = Field(None, description="Empty: an embedded PostgreSQL under data_dir")
-    data_dir: Path = Path(".data")
+    # --- PostgreSQL (the URLs and data_dir: DatabaseSettings)
     # Fixed-size pools (no overflow), as HikariCP recommends: overflow connections are opened under
     # load and closed on return, and each costs PostgreSQL a backend fork. With 10 + 5, cache misses
     # at 70% of saturation had a p99 of 15-20 ms and 9k requests/s at most; with 20 + 0, 2.6 ms and
@@ -68,7 +120,6 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, description="SQLAlchemy's pool: creates, updates, deletes")
     db_max_overflow: int = Field(0, ge=0)
     db_pool_acquire_timeout_seconds: float = Field(1.0, gt=0)
-    db_connect_timeout_seconds: float = Field(2.0, gt=0)
     db_statement_timeout_ms: int = Field(2000, ge=1)
     db_pool_recycle_seconds: int = Field(1800, ge=1)
 
@@ -88,7 +139,10 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(OWASP_MIN_TIME_COST, ge=1)
     argon2_memory_kib: int = Field(OWASP_MIN_MEMORY_KIB, ge=8)
     argon2_parallelism: int = Field(1, ge=1)
-    hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # The CPUs this process may use (cpu_quota.py), not the node's: in a 1-CPU pod on a 64-core node
+    # os.cpu_count() is 64, and 64 argon2 threads of 19 MiB each would take 1.2 GiB and share one
+    # CPU's quota, so hashes would queue in the threads instead of being refused with a 503.
+    hash_workers: int = Field(default_factory=usable_cpus, ge=1)
     hash_queue_max: int = Field(32, ge=0, description="Hashes waiting beyond the workers; beyond, 503")
     hash_worker_nice: int = Field(0, ge=0, le=19, description="Scheduling niceness of the hashing threads")
 
@@ -142,7 +196,6 @@ class Settings(BaseSettings):
     otel_bsp_export_timeout_ms: int = otel("OTEL_BSP_EXPORT_TIMEOUT", 30_000, ge=1)
 
     # --- Logs and slow requests
-    log_format: Literal["json", "text"] = "json"
     access_log_sample_ratio: float = Field(0.0, ge=0, le=1, description="Share of requests logged")
     slow_request_threshold_ms: float = Field(250.0, gt=0)
     slow_request_sample_ratio: float = Field(0.01, ge=0, le=1, description="Share of requests profiled")
@@ -154,36 +207,6 @@ class Settings(BaseSettings):
     gc_freeze: bool = True
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     seed_demo_users: bool = False
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Values given > environment > the YAML file named by AUTH_CONFIG_FILE (a mounted ConfigMap)."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get(CONFIG_FILE_ENV)
-        if config_file:
-            if not Path(config_file).is_file():
-                raise ValueError(f"{CONFIG_FILE_ENV}={config_file!r}: no such file")
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
-        return tuple(sources)
-
-    @field_validator("database_url")
-    @classmethod
-    def _normalise_dsn(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
-            if value.startswith(prefix):
-                return "postgresql+asyncpg://" + value[len(prefix) :]
-        if not value.startswith("postgresql+asyncpg://"):
-            raise ValueError("database_url must be a postgresql:// URL")
-        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
@@ -219,3 +242,8 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and config file, with explicit overrides on top."""
     return Settings(**overrides)
+
+
+def load_database_settings(**overrides: Any) -> DatabaseSettings:
+    """The database's part of them alone (the schema commands), the other AUTH_* variables unread."""
+    return DatabaseSettings(**overrides)

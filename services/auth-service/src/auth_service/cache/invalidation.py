@@ -1,8 +1,12 @@
 """Cache invalidation across replicas: LISTEN on the channel a database trigger NOTIFYs on.
 
-A dedicated connection (LISTEN holds it for good, so it stays out of the request pool). While it is
-down, changes may be missed: the cache is cleared when it drops and again when it is back, and
-entries made meanwhile live at most one TTL, which bounds staleness.
+A dedicated connection (LISTEN holds it for good, so it stays out of the request pool), on a DSN of
+its own (AUTH_DATABASE_LISTENER_URL): PgBouncer in transaction mode returns the server session to its
+pool after each transaction, so a LISTEN there stops hearing (PgBouncer lists it as unsupported in
+that mode). The pools may go through PgBouncer; this connection goes to PostgreSQL directly.
+
+While it is down, changes may be missed: the cache is cleared when it drops and again when it is
+back, and entries made meanwhile live at most one TTL, which bounds staleness.
 """
 
 from __future__ import annotations

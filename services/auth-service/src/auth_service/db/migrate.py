@@ -15,11 +15,13 @@ from sqlalchemy.engine import make_url
 from auth_service.db.engine import driver_dsn
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str | None = None) -> Config:
+    """Alembic's configuration: the package's scripts, and the database when one is given."""
     config = Config()
     config.set_main_option("script_location", "auth_service:migrations")
-    # ConfigParser interpolation: a literal % in a password must be doubled.
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    if database_url is not None:
+        # ConfigParser interpolation: a literal % in a password must be doubled.
+        config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 
 
@@ -33,13 +35,17 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 @contextmanager
-def temporary_database(server_url: str, prefix: str) -> Iterator[str]:
-    """A new database on that server, migrated to head and dropped afterwards (tests, benchmarks)."""
+def temporary_database(server_url: str, prefix: str, revision: str | None = "head") -> Iterator[str]:
+    """A new database on that server, migrated to `revision` (None: left empty) and dropped afterwards.
+
+    For tests and benchmarks.
+    """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}"'))
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        if revision is not None:
+            upgrade(url, revision)
         yield url
     finally:
         asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

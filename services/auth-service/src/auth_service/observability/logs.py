@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from opentelemetry import trace
 
-from auth_service.settings import Settings
+from auth_service.settings import DatabaseSettings
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and goes into the line.
 # uvicorn adds `color_message`, the message again with terminal colours: not for JSON.
@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: DatabaseSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
