@@ -26,8 +26,9 @@ run: venv ## Serve on 127.0.0.1:8000 (embedded PostgreSQL under .data/ unless AU
 	AUTH_DATA_DIR=$${AUTH_DATA_DIR:-$(CURDIR)/.data} $(VENV)/bin/auth-service serve --migrate --seed-demo --banner
 
 .PHONY: test
-test: venv ## Run the whole test suite (AUTH_TEST_DATABASE_URL names a server, else an embedded one)
+test: venv tools ## Run the whole test suite (AUTH_TEST_DATABASE_URL names a server, else an embedded one)
 	@$(MAKE) --no-print-directory bench-tools || echo "make test: no wrk; the benchmark harness test is skipped" >&2
+	@$(MAKE) --no-print-directory image-engine || echo "make test: no podman; the container checks are skipped" >&2
 	$(VENV)/bin/pytest
 
 ##@ Development
@@ -36,7 +37,7 @@ test: venv ## Run the whole test suite (AUTH_TEST_DATABASE_URL names a server, e
 venv: $(VENV)/.synced ## Create or update .venv from the lock file
 
 $(VENV)/.synced: $(SERVICE)/pyproject.toml $(SERVICE)/uv.lock | $(UV)
-	cd $(SERVICE) && $(UV) sync --locked --python $(PYTHON)
+	cd $(SERVICE) && $(UV) sync --locked --extra embedded --python $(PYTHON)
 	touch $@
 
 $(UV):
@@ -48,10 +49,11 @@ lock: | $(UV) ## Re-resolve the lock file after changing dependencies
 	cd $(SERVICE) && $(UV) lock
 
 .PHONY: lint
-lint: venv ## ruff (lint and format check) and mypy
+lint: venv ## ruff (lint and format check), mypy, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check $(SERVICE) tests bench
 	$(VENV)/bin/ruff format --check $(SERVICE) tests bench
 	$(VENV)/bin/mypy $(SERVICE)/src
+	$(VENV)/bin/hadolint $(SERVICE)/Dockerfile
 
 .PHONY: fmt
 fmt: venv ## Format and fix what ruff can

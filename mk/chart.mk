@@ -11,5 +11,5 @@ chart-golden: venv tools ## Write the golden renders anew (tests/deploy/golden/)
 	$(VENV)/bin/python -m tests.deploy.golden
 
 .PHONY: chart-readme
-chart-readme: tools ## Regenerate the chart README's parameter table from the `## @param` comments
+chart-readme: tools ## Regenerate the chart README's parameter table from the @param comments of values.yaml
 	$(README_GENERATOR) --values $(CHART_DIR)/values.yaml --readme $(CHART_DIR)/README.md

@@ -11,10 +11,15 @@ from urllib.parse import parse_qs, urlsplit
 def _pgserver() -> Any:
     # Imported on demand: only development without a database URL needs it. platformdirs warns at
     # import when XDG_RUNTIME_DIR is unset (containers, CI); pgserver then uses /tmp, which is fine.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pgserver
-
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+    except ImportError as exc:
+        raise RuntimeError(
+            "the embedded PostgreSQL needs the 'embedded' extra (pip install 'auth-service[embedded]'; "
+            "`make venv` installs it); or set AUTH_DATABASE_URL"
+        ) from exc
     return pgserver
 
 
