@@ -3,6 +3,7 @@ the oldest and newest Kubernetes it supports; bad values are refused with a read
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -175,3 +176,35 @@ def test_the_defaults_need_only_a_database() -> None:
     result = run(tool(HELM), "template", "x", str(CHART), check=False)
     assert result.returncode != 0
     assert "set database.external.existingSecret" in result.stderr
+
+
+def notes_and_secrets(case: str) -> tuple[str, set[str]]:
+    """NOTES.txt as `helm install` prints it, and every secret value the same install would create."""
+    result = run(
+        tool(HELM), "install", "auth", str(CHART), "--namespace", "auth-service", "--dry-run=client",
+        *case_named(case).args(),
+    )  # fmt: skip
+    manifests, _, notes = result.stdout.partition("\nNOTES:\n")
+    values = set()
+    for doc in objects(manifests.split("\nMANIFEST:\n", 1)[-1]):
+        if doc["kind"] == "Secret":
+            values |= {base64.b64decode(value).decode() for value in doc.get("data", {}).values()}
+    return notes, values
+
+
+@pytest.mark.parametrize("case", ["default", "dev", "prod"])
+def test_notes_say_what_to_do_next_and_print_no_secret(case: str) -> None:
+    notes, secret_values = notes_and_secrets(case)
+    for step in (
+        "rollout status deployment/auth-auth-service",
+        "helm test auth",
+        "port-forward service/auth-auth-service 8000:80",
+        "/v1/auth/verify",
+        "port-forward deployment/auth-auth-service 9000:9000",
+    ):
+        assert step in notes, step
+    if case == "dev":
+        assert "port-forward service/auth-auth-service-jaeger 16686:16686" in notes
+        assert len(secret_values) >= 4  # the generated ones and the bundled database's
+    leaked = [value for value in secret_values if value and (value in notes or value.split("@")[0] in notes)]
+    assert leaked == []
