@@ -113,6 +113,18 @@ def pod_labels(doc: dict[str, Any]) -> dict[str, str]:
     return doc["spec"]["template"]["metadata"].get("labels", {})
 
 
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels, matchExpressions with In, or a plain map) against labels."""
+    match = selector.get("matchLabels", selector if "matchExpressions" not in selector else {})
+    if any(labels.get(key) != value for key, value in match.items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
 def containers(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     spec = pod_spec(doc)
     if spec is not None:

@@ -143,6 +143,10 @@ CHECK_ERRORS = {
         ["--set", "database.external.existingSecret=", "--set", "postgresql.enabled=true"],
         "postgresql.enabled is a single-instance database for development clusters",
     ),
+    "alerts without their scrape": (
+        ["--set", "metrics.prometheusRule.enabled=true"],
+        "without metrics.serviceMonitor.enabled they would match nothing",
+    ),
     "live code in production": (["--set", "liveCode.enabled=true"], "liveCode.enabled runs code synced into the pod"),
     "existing keys without an active kid": (
         ["--set", "tokenKeys.existingSecret=keys"],

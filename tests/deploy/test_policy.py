@@ -20,16 +20,21 @@ from tests.deploy.charts import (
     pod_labels,
     pod_spec,
     rendered,
+    selects,
     write_manifests,
 )
+from tests.deploy.kustomize import BUILDS, built
 from tests.deploy.policy import checkov_failures, excepted, exceptions
 
 
 @pytest.fixture(scope="module")
 def checkov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, int]:
-    directory = tmp_path_factory.mktemp("rendered")
+    """One run over every manifest the project ships: each chart case and each kustomize build."""
+    directory = tmp_path_factory.mktemp("manifests")
     for case in CASE_NAMES:
-        write_manifests(directory, case, rendered(case))
+        write_manifests(directory, f"chart-{case}", rendered(case))
+    for name in BUILDS:
+        write_manifests(directory, f"k8s-{name}", built(name))
     return checkov_failures(directory)
 
 
@@ -48,18 +53,6 @@ def test_every_exception_is_still_needed(checkov_run: tuple[list, int]) -> None:
 
 def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [doc for doc in docs if pod_spec(doc) is not None]
-
-
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A label selector (matchLabels / matchExpressions with In, or a plain map) against labels."""
-    match = selector.get("matchLabels", selector if "matchExpressions" not in selector else {})
-    if any(labels.get(key) != value for key, value in match.items()):
-        return False
-    for expression in selector.get("matchExpressions", []):
-        assert expression["operator"] == "In", expression
-        if labels.get(expression["key"]) not in expression["values"]:
-            return False
-    return True
 
 
 def selected_workloads(docs: list[dict[str, Any]], selector: dict[str, Any]) -> list[dict[str, Any]]:

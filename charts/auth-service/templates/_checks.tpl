@@ -9,6 +9,7 @@ before anything reaches the cluster. Included once, by the Deployment.
 {{- include "auth-service.checkReadinessWithinDrain" . }}
 {{- include "auth-service.checkProduction" . }}
 {{- include "auth-service.checkTokenKeys" . }}
+{{- include "auth-service.checkAlertsHaveTheirScrape" . }}
 {{- end }}
 
 {{- define "auth-service.checkDatabase" -}}
@@ -65,6 +66,12 @@ before anything reaches the cluster. Included once, by the Deployment.
 {{- if lt (int .Values.config.argon2MemoryKiB) 19456 }}
 {{- fail "config.argon2MemoryKiB: below the OWASP minimum (19456) the service refuses to start in production" }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "auth-service.checkAlertsHaveTheirScrape" -}}
+{{- if and .Values.metrics.prometheusRule.enabled (not .Values.metrics.serviceMonitor.enabled) }}
+{{- fail "metrics.prometheusRule.enabled: the alerts select the series of the ServiceMonitor's job; without metrics.serviceMonitor.enabled they would match nothing and never fire" }}
 {{- end }}
 {{- end }}
 
