@@ -21,6 +21,7 @@ from auth_service.cli import DEMO_USERS
 from auth_service.services import driver_dsn
 from tests.utils.app import unique_email
 from tests.utils.postgres import fresh_database
+from tests.utils.processes import background
 
 CLI = str(Path(sys.executable).parent / "auth-service")
 START_TIMEOUT = 90  # a first start initialises the embedded cluster
@@ -44,21 +45,8 @@ def running_cli(
     env: dict[str, str],
 ) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """`auth-service serve --migrate --seed-demo --banner`, as `make run` starts it; yields the banner lines."""
-    process = subprocess.Popen(
-        [CLI, "serve", "--migrate", "--seed-demo", "--banner"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with background([CLI, "serve", "--migrate", "--seed-demo", "--banner"], env) as process:
         yield process, read_banner(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def read_banner(process: subprocess.Popen[str]) -> list[str]:

@@ -18,6 +18,7 @@ from auth_service.cli import EXIT_DATABASE_UNREACHABLE, EXIT_NOT_AT_HEAD
 from auth_service.db import migrate, revision
 from tests.test_cli import CLI, cli_env, free_port, run_cli
 from tests.utils.app import TEST_SIGNING_KEY
+from tests.utils.processes import background
 from tests.utils.sql import sql_connection
 
 # A wait's answer may lag a migration by one interval plus one check; a process also takes a while to start.
@@ -138,15 +139,8 @@ def test_a_wait_for_a_database_not_created_yet_returns_once_it_is_migrated(pg_se
 def waiting_for_schema(database_url: str) -> Iterator[subprocess.Popen[str]]:
     """`auth-service wait-for-schema` running in the background, as an initContainer."""
     command = [CLI, "wait-for-schema", "--timeout", "60", "--interval", str(INTERVAL)]
-    process = subprocess.Popen(command, env=env_in_test_mode(database_url), stdout=subprocess.PIPE, text=True)
-    try:
+    with background(command, env_in_test_mode(database_url)) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def first_line(process: subprocess.Popen[str]) -> str:
