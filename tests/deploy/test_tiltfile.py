@@ -4,7 +4,6 @@ whether `tilt up` works: resource assembly, port forwards, image and command inj
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -300,7 +299,8 @@ def test_the_generated_secrets_are_the_same_on_every_load() -> None:
 def test_the_database_dsn_carries_the_database_password(tilt: TiltRun) -> None:
     def decoded(name: str) -> dict[str, str]:
         [secret] = [o for o in tilt.objects if o["kind"] == "Secret" and o["metadata"]["name"] == name]
-        return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+        assert "data" not in secret, "written as stringData, which the API server encodes"
+        return secret["stringData"]
 
     database = dev_workload("postgresql")
     env = {e["name"]: e for e in pod_spec(database)["containers"][0]["env"]}  # type: ignore[index]
@@ -318,7 +318,11 @@ def test_the_database_dsn_carries_the_database_password(tilt: TiltRun) -> None:
 
 
 def test_every_secret_a_container_reads_is_deployed(tilt: TiltRun) -> None:
-    secrets = {o["metadata"]["name"]: o.get("data", {}) for o in tilt.objects if o["kind"] == "Secret"}
+    secrets = {
+        o["metadata"]["name"]: o.get("data", {}) | o.get("stringData", {})
+        for o in tilt.objects
+        if o["kind"] == "Secret"
+    }
     refs = [
         e["valueFrom"]["secretKeyRef"]
         for o in tilt.objects
