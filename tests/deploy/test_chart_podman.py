@@ -36,9 +36,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from auth_service.db import migrate
-from tests.deploy.charts import NAMESPACE, REPO, case_named, helm_template, named, objects, pod_spec
+from auth_service.db.engine import driver_dsn
+from tests.deploy.charts import NAMESPACE, REPO, case_named, helm_template, named, objects, pod_labels, pod_spec
 from tests.deploy.pod import free_port
 
 CONTAINERS_CONF = REPO / "podman" / "containers.conf"
@@ -141,7 +143,7 @@ def played(image: str, pg_server: str, tmp_path_factory: pytest.TempPathFactory)
     assert changed == ["K8S_NAMESPACE_NAME", "K8S_NODE_NAME"], changed
     manifest.write_text(yaml.safe_dump_all([named(docs, "ConfigMap", SERVER), deployment]))
     with migrate.temporary_database(pg_server, "auth_podman") as url:
-        dsn = str(url).replace("postgresql+asyncpg://", "postgresql://", 1).replace("@127.0.0.1", f"@{HOST_FROM_POD}")
+        dsn = make_url(driver_dsn(url)).set(host=HOST_FROM_POD).render_as_string(hide_password=False)
         secrets_made = create_secrets(run_id, dsn)
         next(secrets_made)
         try:
@@ -198,7 +200,7 @@ def test_the_container_runs_under_the_charts_security_context(played: dict[str, 
 def test_the_pod_is_named_by_the_downward_api_in_its_telemetry(played: dict[str, Any]) -> None:
     environ = in_container(played, "cat", "/proc/1/environ").stdout.split("\0")
     env = dict(entry.split("=", 1) for entry in environ if "=" in entry)
-    labels = pod_spec_labels(played["docs"])
+    labels = pod_labels(named(played["docs"], "Deployment", SERVER))
     assert env["OTEL_SERVICE_NAME"] == labels["app.kubernetes.io/name"]
     assert env["SERVICE_VERSION"] == labels["app.kubernetes.io/version"]
     assert env["K8S_POD_NAME"].startswith(SERVER) and len(env["K8S_POD_UID"]) >= 32
@@ -207,10 +209,6 @@ def test_the_pod_is_named_by_the_downward_api_in_its_telemetry(played: dict[str,
     container = pod_spec(named(played["docs"], "Deployment", SERVER))["containers"][0]
     declared = next(e["value"] for e in container["env"] if e["name"] == "OTEL_RESOURCE_ATTRIBUTES")
     assert env["OTEL_RESOURCE_ATTRIBUTES"] == declared
-
-
-def pod_spec_labels(docs: list[dict[str, Any]]) -> dict[str, str]:
-    return named(docs, "Deployment", SERVER)["spec"]["template"]["metadata"]["labels"]
 
 
 def test_the_root_filesystem_is_read_only_and_tmp_is_the_writable_emptydir(played: dict[str, Any]) -> None:

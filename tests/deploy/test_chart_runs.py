@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import yaml
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
 
 from auth_service.db import migrate
-from tests.deploy.charts import REPO, case_named, helm_template, named, objects, of_kind, pod_spec, rendered
+from auth_service.db.engine import driver_dsn
+from tests.deploy.charts import REPO, case_named, helm_template, named, objects, of_kind, pod_labels, pod_spec, rendered
 from tests.deploy.pod import (
     PodContext,
     argv,
@@ -46,41 +44,10 @@ BASE_ENV = {"PATH": f"{REPO / '.venv/bin'}:/usr/bin:/bin"}
 
 
 @contextmanager
-def empty_database(server_url: str) -> Iterator[str]:
-    """A database with no schema, as a new cluster's would be; its postgresql:// DSN, dropped afterwards."""
-    name = f"auth_chart_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_execute(server_url, f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name, drivername="postgresql")
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _execute(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(str(make_url(url).set(drivername="postgresql")))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def schema_revision(dsn: str) -> str | None:
-    async def read() -> str | None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            exists = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
-            return await conn.fetchval("SELECT version_num FROM alembic_version") if exists else None
-        finally:
-            await conn.close()
-
-    return asyncio.run(read())
-
-
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(migrate.alembic_config("postgresql://unused/x")).get_current_head()
-    assert head is not None
-    return head
+def database_dsn(server_url: str, revision: str | None) -> Iterator[str]:
+    """A new database at `revision` (None: empty, as a new cluster's); its DSN as a Secret holds it."""
+    with migrate.temporary_database(server_url, "auth_chart", revision) as url:
+        yield driver_dsn(url)
 
 
 def login(user: dict[str, str]) -> dict[str, str]:
@@ -173,21 +140,15 @@ def served(docs: list[dict[str, Any]], context: PodContext, tmp: Path) -> Iterat
 @pytest.fixture
 def external_db(pg_server: str) -> Iterator[tuple[list[dict[str, Any]], PodContext, str]]:
     """The external-db case's objects, a migrated database, and the Secrets it names."""
-    with empty_database(pg_server) as dsn:
-        migrate.upgrade(make_url(dsn).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False))
+    with database_dsn(pg_server, "head") as dsn:
         docs = objects(rendered("external-db"))
-        labels = pod_spec_labels(docs)
-        yield docs, PodContext(ci_secrets(dsn), labels), dsn
-
-
-def pod_spec_labels(docs: list[dict[str, Any]]) -> dict[str, str]:
-    return named(docs, "Deployment", SERVER)["spec"]["template"]["metadata"]["labels"]
+        yield docs, PodContext(ci_secrets(dsn), pod_labels(named(docs, "Deployment", SERVER))), dsn
 
 
 def test_the_migration_job_brings_an_empty_database_to_head(pg_server: str, tmp_path: Path) -> None:
     docs = objects(rendered("default"))
     job = named(docs, "Job", "auth-auth-service-migrate")
-    with empty_database(pg_server) as dsn:
+    with database_dsn(pg_server, None) as dsn:
         context = PodContext({"auth-service-database": {"dsn": dsn}}, {})
         command, env, _ = workload_process(docs, "Job", job["metadata"]["name"], "migrate", context, tmp_path)
         assert set(env) - set(service_image().env) == {"AUTH_DATABASE_URL"}, "the Job gets the DSN and no other secret"
@@ -195,7 +156,8 @@ def test_the_migration_job_brings_an_empty_database_to_head(pg_server: str, tmp_
             command, env={**BASE_ENV, **env}, capture_output=True, timeout=job["spec"]["activeDeadlineSeconds"]
         )
         assert result.returncode == 0, result.stderr.decode()[-3000:]
-        assert schema_revision(dsn) == head_revision()
+        checked = subprocess.run([*command, "--check"], env={**BASE_ENV, **env}, capture_output=True, timeout=60)
+        assert checked.returncode == 0, checked.stderr.decode()  # the schema is at the image's head
         again = subprocess.run(command, env={**BASE_ENV, **env}, capture_output=True, timeout=60)
         assert again.returncode == 0, "a second run (a retried or repeated hook) is harmless"
 
@@ -204,8 +166,10 @@ def test_the_schema_wait_blocks_until_the_migration_has_run(pg_server: str, tmp_
     """The dev case: the Job runs beside the pods, whose initContainer waits for the schema."""
     docs = objects(rendered("dev"))
     (job,) = of_kind(docs, "Job")
-    with empty_database(pg_server) as dsn:
-        context = PodContext({"auth-auth-service-postgresql": {"dsn": dsn}}, pod_spec_labels(docs))
+    with database_dsn(pg_server, None) as dsn:
+        context = PodContext(
+            {"auth-auth-service-postgresql": {"dsn": dsn}}, pod_labels(named(docs, "Deployment", SERVER))
+        )
         wait_cmd, wait_env, _ = workload_process(docs, "Deployment", SERVER, "wait-for-schema", context, tmp_path)
         waiting = spawn(wait_cmd, wait_env, tmp_path / "wait.log")
         try:
