@@ -50,15 +50,15 @@ lock: | $(UV) ## Re-resolve the lock file after changing dependencies
 
 .PHONY: lint
 lint: venv ## ruff (lint and format check), mypy, hadolint on the Dockerfile
-	$(VENV)/bin/ruff check $(SERVICE) tests bench
-	$(VENV)/bin/ruff format --check $(SERVICE) tests bench
+	$(VENV)/bin/ruff check $(SERVICE) tests bench podman
+	$(VENV)/bin/ruff format --check $(SERVICE) tests bench podman
 	$(VENV)/bin/mypy $(SERVICE)/src
 	$(VENV)/bin/hadolint $(SERVICE)/Dockerfile
 
 .PHONY: fmt
 fmt: venv ## Format and fix what ruff can
-	$(VENV)/bin/ruff format $(SERVICE) tests bench
-	$(VENV)/bin/ruff check --fix $(SERVICE) tests bench
+	$(VENV)/bin/ruff format $(SERVICE) tests bench podman
+	$(VENV)/bin/ruff check --fix $(SERVICE) tests bench podman
 
 .PHONY: migrate
 migrate: venv ## Migrate the configured (or embedded) database to head

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,12 @@ import httpx
 from auth_service.cli import DEMO_USERS
 from auth_service.services import driver_dsn
 from tests.utils.app import unique_email
+from tests.utils.ports import free_port
 from tests.utils.postgres import fresh_database
 from tests.utils.processes import background
 
 CLI = str(Path(sys.executable).parent / "auth-service")
 START_TIMEOUT = 90  # a first start initialises the embedded cluster
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli_env(**values: str) -> dict[str, str]:

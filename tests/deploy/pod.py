@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,12 +132,6 @@ def remap_paths(env: dict[str, str], mounts: dict[str, Path]) -> dict[str, str]:
             if value.startswith(mount_path.rstrip("/") + "/"):
                 remapped[name] = str(folder / value[len(mount_path.rstrip("/")) + 1 :])
     return remapped
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def argv(container: dict[str, Any], image: Image) -> list[str]:

@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 from auth_service.db import migrate
 from auth_service.db.engine import driver_dsn
 from tests.deploy.charts import NAMESPACE, REPO, case_named, helm_template, named, objects, pod_labels, pod_spec
-from tests.deploy.pod import free_port
+from tests.utils.ports import free_port
 
 CONTAINERS_CONF = REPO / "podman" / "containers.conf"
 NETWORK = "slirp4netns:allow_host_loopback=true"

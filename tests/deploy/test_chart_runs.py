@@ -30,11 +30,11 @@ from tests.deploy.pod import (
     config_files,
     container_env,
     declared_ports,
-    free_port,
     remap_paths,
     service_image,
 )
 from tests.deploy.test_policy import alert_rules, metric_names_of
+from tests.utils.ports import free_port
 from tests.utils.sql import sql_connection, users_table_locked, wait_for_lock_waiters
 
 SERVER = "auth-auth-service"

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.utils.ports import free_port
+
 LOCAL = ("127.0.0.1", 6379)
 # Database 15, away from anything else on a shared server.
 DATABASE = 15
@@ -34,12 +36,6 @@ def _bundled_server() -> Path | None:
     return binary if binary.is_file() else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def redis_server() -> Iterator[tuple[str | None, str]]:
     """(URL, where it runs) of a real Redis, or (None, why there is none)."""
@@ -59,7 +55,7 @@ def redis_server() -> Iterator[tuple[str | None, str]]:
 
 @contextmanager
 def _started(binary: Path) -> Iterator[int | None]:
-    port, workdir = _free_port(), tempfile.mkdtemp(prefix="test-redis-")
+    port, workdir = free_port(), tempfile.mkdtemp(prefix="test-redis-")
     command = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen([*command, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
