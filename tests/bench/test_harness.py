@@ -55,6 +55,11 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [sys.executable, "-m", "bench", "--quick", "--warmup", "0", "--output-dir", str(directory)]
     # A setting with a trace in the service's log (its shutdown line is INFO; the harness runs it at WARNING).
     command += ["--service-setting", "AUTH_LOG_LEVEL=INFO"]
+    # The paced runs at a third of saturation rather than 70%: a one-second closed-loop run
+    # under-counts the mix's slow hashes (those still queued at the end are not counted), so 70% of
+    # it can ask more hashes a second than the core left beside the loop makes, and the queue sheds
+    # (7 of 6,738 in one CI run). That is a figure of a noisy machine, not the plumbing checked here.
+    command += ["--fixed-rate-share", "0.35"]
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return directory
@@ -187,6 +192,11 @@ def test_allocations_are_measured_on_both_hot_paths(results: dict[str, Any]) -> 
 def test_every_target_is_checked(results: dict[str, Any]) -> None:
     assert set(results["targets"]) == TARGETS
     for name, target in results["targets"].items():
+        if name.endswith("_at_70pct"):
+            # This run is paced at 35% (see `output`): a 70% latency target is then not measured,
+            # and says so rather than pass (test_latency_targets_are_checked_only_on_a_run_paced_at_70_percent).
+            assert (target["measured"], target["met"]) == (None, False), name
+            continue
         assert target["measured"] is not None, name
         assert isinstance(target["met"], bool) and isinstance(target["margin_pct"], float), name
     # Throughput targets are also checked on CPU time per request, which other load does not move.
