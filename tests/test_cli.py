@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -172,3 +173,26 @@ def test_serve_runs_the_same_service_under_granian(database_url: str) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_serve_logs_the_servers_start_and_stop_lines(database_url: str, tmp_path: Path) -> None:
+    # The admin server's config once set uvicorn's shared logger to WARNING: these lines were lost.
+    port = free_port()
+    env = cli_env(AUTH_DATABASE_URL=database_url, AUTH_PORT=str(port), AUTH_DRAIN_DELAY_SECONDS="0.1")
+    log = tmp_path / "service.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen([CLI, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=sink, text=True)
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}")
+            assert stop(process) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    messages = [(record["logger"], record["message"]) for record in records]
+    assert ("uvicorn.error", f"Uvicorn running on http://127.0.0.1:{port} (Press CTRL+C to quit)") in messages
+    assert ("uvicorn.error", "Application startup complete.") in messages
+    assert ("uvicorn.error", "Shutting down") in messages
+    assert ("uvicorn.error", "Application shutdown complete.") in messages
+    assert [record for record in records if record["level"] == "ERROR"] == []

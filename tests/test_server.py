@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from typing import Any
@@ -89,3 +90,21 @@ async def test_a_request_cut_off_by_the_graceful_timeout_gets_503_and_writes_not
     assert_error(response, 503, "shutting_down")
     assert response.headers["retry-after"] == "1"
     assert await stored_emails(database_url, [payload["email"]]) == set()
+
+
+async def test_the_graceful_cut_off_is_a_warning_without_traceback(
+    settings_for: Any, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = settings_for(graceful_timeout_seconds=0.3, db_statement_timeout_ms=30_000, hash_workers=1)
+    async with serve(settings) as app, sql_connection(database_url) as sql:
+        async with users_table_locked(database_url):
+            create = asyncio.create_task(app.client.post("/v1/users", json=new_user()))
+            await wait_for_lock_waiters(sql, 1)
+            app.server.should_exit = True
+            assert_error(await asyncio.wait_for(create, 10), 503, "shutting_down")
+        await asyncio.wait_for(asyncio.shield(app.task), 10)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert [record for record in caplog.records if record.exc_info] == []
+    cut_off = [record for record in caplog.records if record.getMessage().startswith("Cancel 1 running task(s)")]
+    assert [record.levelname for record in cut_off] == ["WARNING"]

@@ -106,3 +106,35 @@ def test_a_missing_yaml_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("AUTH_CONFIG_FILE", str(tmp_path / "absent.yaml"))
     with pytest.raises(ValueError, match="no such file"):
         Settings()
+
+
+@pytest.mark.parametrize("name", ["admin_token", "batch_token"])
+@pytest.mark.parametrize("environment", ["development", "test", "production"])
+def test_an_empty_token_is_refused_everywhere(name: str, environment: str) -> None:
+    # `AUTH_BATCH_TOKEN=` once opened the batch import in production: empty is never "no token needed".
+    values = {"environment": environment, name: "  "}
+    with pytest.raises(ValidationError, match=f"{name} is set but empty"):
+        production(**values) if environment == "production" else Settings(**values)
+
+
+@pytest.mark.parametrize("name", ["admin_token", "batch_token"])
+def test_short_or_placeholder_tokens_are_refused_outside_development(name: str) -> None:
+    with pytest.raises(ValidationError, match=f"{name} needs at least 32 bytes"):
+        production(**{name: "x" * 31})
+    with pytest.raises(ValidationError, match=f"{name} is a placeholder"):
+        production(**{name: "changeme"})
+    assert production(**{name: "x" * 32})
+    assert Settings(**{name: "short-is-fine-in-development"})
+
+
+def test_the_admin_port_beyond_loopback_needs_a_real_token() -> None:
+    with pytest.raises(ValidationError, match="admin_token is set but empty"):
+        production(admin_host="0.0.0.0", admin_token="")  # noqa: S104
+    assert production(admin_host="0.0.0.0", admin_token="a" * 40).admin_host == "0.0.0.0"  # noqa: S104
+
+
+def test_the_import_range_must_be_a_range() -> None:
+    with pytest.raises(ValidationError, match="argon2_import_min_memory_kib is above"):
+        Settings(argon2_import_min_memory_kib=65536, argon2_import_max_memory_kib=32768)
+    with pytest.raises(ValidationError, match="argon2_import_min_time_cost is above"):
+        Settings(argon2_import_min_time_cost=5, argon2_import_max_time_cost=4)

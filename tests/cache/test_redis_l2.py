@@ -224,3 +224,19 @@ async def test_without_redis_every_endpoint_still_answers_and_fast(
     slow = [(what, round(seconds, 3)) for what, _, seconds in results if seconds >= 1.0]
     assert slow == []
     assert faults >= 2, "Redis was never tried"
+
+
+async def test_one_outage_is_one_warning_however_many_requests_meet_it(
+    settings_for: Any, refused_redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="auth_service.cache.redis_l2")
+    settings = settings_for(redis_url=refused_redis_url, redis_timeout_seconds=0.05, redis_retry_after_seconds=0.001)
+    async with serve(settings) as app:
+        for _ in range(3):  # bursts of reads of ids never seen: each misses L1 and asks Redis
+            answers = await asyncio.gather(*(app.client.get(f"/v1/users/{uuid.uuid4()}") for _ in range(30)))
+            assert {answer.status_code for answer in answers} == {404}
+        assert app.services.l2 is not None
+        faults = app.services.l2.faults
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert faults >= 30, faults
+    assert len(warnings) == 1 and warnings[0].startswith("redis unavailable"), warnings

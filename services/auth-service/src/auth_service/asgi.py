@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
+from auth_service import config_errors
 from auth_service.app import create_app, front_door
 from auth_service.cli import database_url
 from auth_service.observability.logs import configure_logging
@@ -18,6 +19,6 @@ from auth_service.settings import load_settings
 
 
 def create() -> ASGIApp:
-    settings = load_settings()
+    settings = config_errors.load(load_settings)
     configure_logging(settings)
     return front_door(create_app(settings, database_url(settings)))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
-
+from auth_service import config_errors
 from auth_service.db import migrate, revision
 from auth_service.db.embedded import asyncpg_url, start_embedded
 from auth_service.observability.logs import configure_logging
@@ -29,6 +29,7 @@ EXIT_NOT_AT_HEAD = 1
 EXIT_USAGE = 2  # argparse's, for bad arguments
 EXIT_DATABASE_UNREACHABLE = 3
 
+log = logging.getLogger("auth_service.cli")
 _embedded_server: Any = None  # kept referenced: the embedded server stops when its last user exits
 
 
@@ -221,10 +222,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.run(None, args)
         return
     try:
-        settings = load()
-    except ValidationError as exc:
-        raise SystemExit(f"invalid configuration:\n{exc}") from None
+        settings = config_errors.load(load)
+    except config_errors.ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
     configure_logging(settings)
+    for warning in config_errors.unknown_variables(os.environ):
+        log.warning("%s", warning)
     args.run(settings, args)
 
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from auth_service.app import create_app, front_door
 from auth_service.health import Health
+from auth_service.observability.logs import demote_graceful_cut_off
 from auth_service.settings import Settings
 from auth_service.wire import CoalescingHttpToolsProtocol
 
@@ -38,6 +39,7 @@ class DrainingServer(uvicorn.Server):
         on_started: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(config)
+        demote_graceful_cut_off(logging.getLogger("uvicorn.error"))
         self.health = health
         self.drain_delay = drain_delay
         self.on_started = on_started

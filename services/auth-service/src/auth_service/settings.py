@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -27,6 +29,22 @@ PLACEHOLDER_SECRETS = frozenset({DEV_SIGNING_KEY, "changeme", "change-me", "secr
 OWASP_MIN_MEMORY_KIB = 19 * 1024
 OWASP_MIN_TIME_COST = 2
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# Bearer tokens (admin, batch) as long as an HS256 key must be: 32 bytes.
+MIN_TOKEN_BYTES = 32
+
+
+class LenientEnvSource(EnvSettingsSource):
+    """The environment, keeping a value that is not valid JSON (AUTH_TOKEN_KEYS='{bad') as its string.
+
+    pydantic-settings raises on the first such value, before validation, so one typo hid every other
+    problem; kept as a string, it fails validation beside them (config_errors.py reports them all).
+    """
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
 
 
 def otel(name: str, default: Any, **constraints: Any) -> Any:
@@ -68,7 +86,7 @@ class DatabaseSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Values given > environment > the YAML file named by AUTH_CONFIG_FILE (a mounted ConfigMap)."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, LenientEnvSource(settings_cls)]
         config_file = os.environ.get(CONFIG_FILE_ENV)
         if config_file:
             if not Path(config_file).is_file():
@@ -108,6 +126,15 @@ class Settings(DatabaseSettings):
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After sent with every 503")
     drain_delay_seconds: float = Field(5.0, ge=0, description="Readiness 503 before accepting stops")
     graceful_timeout_seconds: float = Field(20.0, ge=0, description="Bound on finishing in-flight requests")
+    # --- HTTP limits against slow and oversized clients (the ingress should have its own: README)
+    http_max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="Request line plus headers; beyond, 431 and close"
+    )
+    http_header_timeout_seconds: float = Field(10.0, gt=0, description="A request head must arrive within this; 408")
+    http_body_timeout_seconds: float = Field(10.0, gt=0, description="A body must arrive within this of its head; 408")
+    http_keep_alive_timeout_seconds: float = Field(
+        5.0, gt=0, description="Idle keep-alive connections close after this"
+    )
 
     # --- PostgreSQL (the URLs and data_dir: DatabaseSettings)
     # Fixed-size pools (no overflow), as HikariCP recommends: overflow connections are opened under
@@ -122,6 +149,9 @@ class Settings(DatabaseSettings):
     db_pool_acquire_timeout_seconds: float = Field(1.0, gt=0)
     db_statement_timeout_ms: int = Field(2000, ge=1)
     db_pool_recycle_seconds: int = Field(1800, ge=1)
+    db_pool_max_waiters: int = Field(
+        64, ge=0, description="Requests waiting for a pooled connection, per pool; beyond, 503 at once"
+    )
 
     # --- Cache (L1 in-process, optional L2 in Redis)
     cache_max_entries: int = Field(100_000, ge=1)
@@ -145,6 +175,37 @@ class Settings(DatabaseSettings):
     hash_workers: int = Field(default_factory=usable_cpus, ge=1)
     hash_queue_max: int = Field(32, ge=0, description="Hashes waiting beyond the workers; beyond, 503")
     hash_worker_nice: int = Field(0, ge=0, le=19, description="Scheduling niceness of the hashing threads")
+    hash_client_share: float = Field(
+        0.25, gt=0, le=1, description="Share of the hashing capacity one client address may hold at once"
+    )
+    # Imported hashes (POST /v1/users:batch) are verified at their own parameters on every login: a
+    # hash with m=4 GiB, t=1000 would make each wrong guess on that account a multi-second, GiB-sized
+    # denial of service. Outside this range, the item gets a 422.
+    argon2_import_min_memory_kib: int = Field(OWASP_MIN_MEMORY_KIB, ge=8)
+    argon2_import_max_memory_kib: int = Field(64 * 1024, ge=8)
+    argon2_import_min_time_cost: int = Field(OWASP_MIN_TIME_COST, ge=1)
+    argon2_import_max_time_cost: int = Field(10, ge=1)
+    argon2_import_max_parallelism: int = Field(4, ge=1)
+
+    # --- Login and signup limits, shared by the replicas (Redis when redis_url is set, else PostgreSQL)
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="Addresses or CIDRs whose X-Forwarded-For names the client (the ingress); empty: none"
+    )
+    login_failures_per_account_client: int = Field(
+        10, ge=1, description="Failed logins on one account from one client per window; beyond, 429"
+    )
+    # OWASP ASVS 2.2.1 asks for at most 100 failed attempts an hour on one account.
+    login_failures_per_account: int = Field(
+        100, ge=1, description="Failed logins on one account from every client per window; beyond, 429"
+    )
+    login_failures_per_client: int = Field(
+        300, ge=1, description="Failed logins from one client on every account per window; beyond, 429"
+    )
+    login_failure_window_seconds: int = Field(3600, ge=1)
+    signups_per_client: int = Field(
+        30, ge=1, description="Signups from one client per signup window (409 tells a taken email); beyond, 429"
+    )
+    signup_window_seconds: int = Field(60, ge=1)
 
     # --- Tokens
     token_algorithm: Literal["HS256", "EdDSA"] = "HS256"
@@ -208,6 +269,23 @@ class Settings(DatabaseSettings):
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     seed_demo_users: bool = False
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: Any) -> Any:
+        """AUTH_TRUSTED_PROXIES=10.0.0.0/8,192.168.1.1 as well as a JSON list."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("admin_token", "batch_token")
+    @classmethod
+    def _refuse_empty_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Set but empty is a mistake (an unfilled Secret, `AUTH_BATCH_TOKEN=`), never "no token needed":
+        # the batch import would be open and the admin port's guard passed.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(f"{info.field_name} is set but empty; unset it or give a token")
+        return value
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.token_active_kid not in self.token_keys:
@@ -216,6 +294,10 @@ class Settings(DatabaseSettings):
             raise ValueError("password_max_length is smaller than password_min_length")
         if self.admin_host not in LOOPBACK_HOSTS and self.admin_token is None:
             raise ValueError(f"admin_host {self.admin_host!r} is beyond localhost: set AUTH_ADMIN_TOKEN")
+        if self.argon2_import_min_memory_kib > self.argon2_import_max_memory_kib:
+            raise ValueError("argon2_import_min_memory_kib is above argon2_import_max_memory_kib")
+        if self.argon2_import_min_time_cost > self.argon2_import_max_time_cost:
+            raise ValueError("argon2_import_min_time_cost is above argon2_import_max_time_cost")
         if self.otel_bsp_max_export_batch_size > self.otel_bsp_max_queue_size:
             raise ValueError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed OTEL_BSP_MAX_QUEUE_SIZE")
         if self.environment != "development":
@@ -228,6 +310,11 @@ class Settings(DatabaseSettings):
                 raise ValueError(f"token key {kid!r} is a placeholder; set AUTH_TOKEN_KEYS outside development")
             if self.token_algorithm == "HS256" and len(key.get_secret_value().encode()) < 32:
                 raise ValueError(f"token key {kid!r}: HS256 secrets need at least 32 bytes")
+        for name, token in (("admin_token", self.admin_token), ("batch_token", self.batch_token)):
+            if token is not None and token.get_secret_value() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{name} is a placeholder outside development")
+            if token is not None and len(token.get_secret_value().encode()) < MIN_TOKEN_BYTES:
+                raise ValueError(f"{name} needs at least {MIN_TOKEN_BYTES} bytes outside development")
         if self.argon2_memory_kib < OWASP_MIN_MEMORY_KIB or self.argon2_time_cost < OWASP_MIN_TIME_COST:
             raise ValueError("argon2 parameters below the OWASP minimum (m=19 MiB, t=2) outside development")
         if self.environment == "production" and not self.database_url:

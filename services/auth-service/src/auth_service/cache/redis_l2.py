@@ -11,6 +11,10 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
+# While Redis stays down, a reminder at most this often: every request in flight meets the same fault
+# (one outage logged about a hundred identical warnings), and the count says more than the copies.
+STILL_DOWN_LOG_SECONDS = 60.0
+
 
 class RedisL2:
     """get/set/delete that answer None or do nothing while Redis is unreachable or slow."""
@@ -23,6 +27,7 @@ class RedisL2:
         self.prefix = prefix
         self.down_until = 0.0
         self.faults = 0
+        self.outage: Outage | None = None
 
     @classmethod
     def from_url(cls, url: str, ttl: float, timeout: float, retry_after: float) -> RedisL2:
@@ -50,12 +55,40 @@ class RedisL2:
     async def _call(self, command: object) -> object:
         try:
             async with asyncio.timeout(self.timeout):
-                return await command  # type: ignore[misc]
+                result = await command  # type: ignore[misc]
         except (RedisError, OSError, TimeoutError) as exc:
-            self.faults += 1
-            self.down_until = time.monotonic() + self.retry_after
-            log.warning("redis unavailable, skipping it for %.1fs: %r", self.retry_after, exc)
+            self._fault(exc)
             return None
+        if self.outage is not None:
+            log.info("redis is back after %.1fs of faults (%d in all)", *self.outage.summary())
+            self.outage = None
+        return result
+
+    def _fault(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.faults += 1
+        self.down_until = now + self.retry_after
+        if self.outage is None:
+            self.outage = Outage(now)
+            log.warning("redis unavailable, skipping it for %.1fs at a time: %r", self.retry_after, exc)
+            return
+        self.outage.faults += 1
+        if now - self.outage.reported_at >= STILL_DOWN_LOG_SECONDS:
+            self.outage.reported_at = now
+            log.warning("redis still unavailable after %.1fs (%d faults): %r", *self.outage.summary(), exc)
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+class Outage:
+    """One stretch of Redis faults, from the first to the next success."""
+
+    __slots__ = ("faults", "reported_at", "started_at")
+
+    def __init__(self, started_at: float) -> None:
+        self.started_at = self.reported_at = started_at
+        self.faults = 1
+
+    def summary(self) -> tuple[float, int]:
+        return time.monotonic() - self.started_at, self.faults

@@ -100,7 +100,9 @@ async def serving_admin(telemetry: Telemetry, settings: Settings) -> AsyncIterat
         lifespan="off",
         access_log=False,
         log_config=None,
-        log_level="warning",  # the main server already announces start and stop
+        # None leaves the loggers' levels alone: uvicorn sets the level of its shared `uvicorn.error`
+        # logger from log_level, and "warning" here silenced the main server's start and stop lines.
+        log_level=None,
         server_header=False,
     )
     server = AdminServer(config)

@@ -50,3 +50,19 @@ def configure_logging(settings: DatabaseSettings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it narrates every command at INFO
+
+
+class GracefulCutOffIsAWarning(logging.Filter):
+    """uvicorn logs the end of its graceful timeout as an ERROR; here it is the intended bound on
+    shutdown (the requests it cancels are answered 503 `shutting_down`), so a WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith("Cancel %s running task(s)"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def demote_graceful_cut_off(logger: logging.Logger) -> None:
+    """Install the filter once on uvicorn's logger."""
+    if not any(isinstance(existing, GracefulCutOffIsAWarning) for existing in logger.filters):
+        logger.addFilter(GracefulCutOffIsAWarning())

@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 
 access_log = logging.getLogger("auth_service.access")
 
+# OpenTelemetry's HTTP conventions: a method outside these is "_OTHER" in labels and attributes, so
+# a client sending made-up methods cannot mint a new label value (a new time series) per request.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "_OTHER"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
 # Load generators mark their traffic so it can be filtered out in the trace viewer: either the
 # header, or the W3C baggage entry `loadtest=1` (which also reaches anything downstream).
 LOAD_TEST_HEADER = b"x-load-test"
@@ -81,13 +91,17 @@ def start_server_span(
     parent = propagate.extract(headers, getter=ASGI_HEADERS)
     attributes: dict[str, Any] = {EDGE_CHOSEN: True} if chosen else {}
     attributes |= {
-        "http.request.method": method,
+        "http.request.method": method_label(method),
         "url.path": path,
         "network.protocol.version": http_version,
     }
+    if method not in KNOWN_METHODS:
+        attributes["http.request.method_original"] = method
     if is_load_test(headers, parent):
         attributes["load_test"] = True
-    span = tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes=attributes, start_time=start_time)
+    span = tracer.start_span(
+        _span_method(method), context=parent, kind=SpanKind.SERVER, attributes=attributes, start_time=start_time
+    )
     return span, parent
 
 
@@ -129,6 +143,9 @@ class TelemetryMiddleware:
                 message = "the instance stopped before answering; retry"
                 cut_off = ServiceUnavailable("shutting_down", message, telemetry.settings.retry_after_seconds)
                 await error_response(cut_off)(scope, receive, send)
+                # Answered: the cancellation has done its work. Raised further, uvicorn would log
+                # it as an "Exception in ASGI application" with a traceback, for an intended cut-off.
+                return
             raise
         except BaseException as exc:
             if span is not None:
@@ -159,7 +176,7 @@ class TelemetryMiddleware:
     def _finish(
         self, scope: Scope, status: int, seconds: float, span: trace.Span | None, token: Any, profiling: Any
     ) -> None:
-        method, route = scope["method"], route_template(scope)
+        method, route = method_label(scope["method"]), route_template(scope)
         trace_id = sampled_trace_id(span)
         self.telemetry.metrics.observe_request(method, route, status, seconds, trace_id)
         if span is not None:
@@ -207,9 +224,14 @@ def traceresponse_header(span: trace.Span | None) -> bytes | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01".encode()
 
 
+def _span_method(method: str) -> str:
+    """The method part of a span name: "HTTP" for an unknown one (the conventions' span name rule)."""
+    return method if method in KNOWN_METHODS else "HTTP"
+
+
 def end_server_span(span: trace.Span, method: str, route: str, status: int) -> None:
     if span.is_recording():
-        span.update_name(f"{method} {route}")
+        span.update_name(f"{_span_method(method)} {route}")
         span.set_attribute("http.route", route)
         span.set_attribute("http.response.status_code", status)
         if status >= 500:
