@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
@@ -24,9 +24,9 @@ T = TypeVar("T", bound=BaseSettings)
 
 # AUTH_* variables that are not settings but are read by name elsewhere.
 OTHER_VARIABLES = frozenset({CONFIG_FILE_ENV, "AUTH_TEST_DATABASE_URL"})
-# Values that carry credentials without being SecretStr (a DSN's password).
 # Errors of fields whose environment value is JSON (pydantic's error types).
 JSON_TYPES = frozenset({"dict_type", "list_type", "tuple_type", "set_type"})
+# Values that carry credentials without being SecretStr (a DSN's password).
 CREDENTIAL_FIELDS = frozenset({"database_url", "database_listener_url", "redis_url"})
 
 
@@ -70,7 +70,7 @@ def describe(error: Mapping[str, Any], fields: Mapping[str, FieldInfo], config_f
         return f"{where}: {message}" if name else message
     variable = env_name(name, field)
     given = os.environ.get(variable)
-    where = f"{variable}" if given is not None or not config_file else f"{name} in {config_file} (or {variable})"
+    where = variable if given is not None or not config_file else f"{name} in {config_file} (or {variable})"
     if given is not None and not is_secret(name, field):
         return f"{where}: {message} (given: {given!r})"
     return f"{where}: {message}"
@@ -85,7 +85,8 @@ def env_name(name: str, field: FieldInfo) -> str:
 
 
 def is_secret(name: str, field: FieldInfo) -> bool:
-    return name in CREDENTIAL_FIELDS or "SecretStr" in repr(field.annotation) or field.annotation is SecretStr
+    # repr, not `is`: the annotation may be `SecretStr | None` or a dict of them (token_keys).
+    return name in CREDENTIAL_FIELDS or "SecretStr" in repr(field.annotation)
 
 
 def unknown_variables(environ: Mapping[str, str], settings_cls: type[BaseSettings] = Settings) -> list[str]:

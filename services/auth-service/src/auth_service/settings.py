@@ -29,8 +29,8 @@ PLACEHOLDER_SECRETS = frozenset({DEV_SIGNING_KEY, "changeme", "change-me", "secr
 OWASP_MIN_MEMORY_KIB = 19 * 1024
 OWASP_MIN_TIME_COST = 2
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-# Bearer tokens (admin, batch) as long as an HS256 key must be: 32 bytes.
-MIN_TOKEN_BYTES = 32
+# The shortest HS256 signing key, admin token and batch token accepted outside development.
+MIN_SECRET_BYTES = 32
 
 
 class LenientEnvSource(EnvSettingsSource):
@@ -308,13 +308,13 @@ class Settings(DatabaseSettings):
         for kid, key in self.token_keys.items():
             if key.get_secret_value() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"token key {kid!r} is a placeholder; set AUTH_TOKEN_KEYS outside development")
-            if self.token_algorithm == "HS256" and len(key.get_secret_value().encode()) < 32:
-                raise ValueError(f"token key {kid!r}: HS256 secrets need at least 32 bytes")
+            if self.token_algorithm == "HS256" and len(key.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"token key {kid!r}: HS256 secrets need at least {MIN_SECRET_BYTES} bytes")
         for name, token in (("admin_token", self.admin_token), ("batch_token", self.batch_token)):
             if token is not None and token.get_secret_value() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"{name} is a placeholder outside development")
-            if token is not None and len(token.get_secret_value().encode()) < MIN_TOKEN_BYTES:
-                raise ValueError(f"{name} needs at least {MIN_TOKEN_BYTES} bytes outside development")
+            if token is not None and len(token.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"{name} needs at least {MIN_SECRET_BYTES} bytes outside development")
         if self.argon2_memory_kib < OWASP_MIN_MEMORY_KIB or self.argon2_time_cost < OWASP_MIN_TIME_COST:
             raise ValueError("argon2 parameters below the OWASP minimum (m=19 MiB, t=2) outside development")
         if self.environment == "production" and not self.database_url:
