@@ -79,10 +79,18 @@ def header(results: dict[str, Any]) -> str:
             f"{s['connections']} connections ({s['hashing_connections']} for login and create); "
             f"the database: {s.get('database', 'unknown')}. "
             f"Took {results['elapsed_s']:.0f} s.",
+            *one_client(s.get("one_client_settings", {})),
             *experiment(s.get("service_settings", {})),
             *([steadiness.describe(results["host_speed"])] if results.get("host_speed") else []),
         ]
     )
+
+
+def one_client(settings: dict[str, str]) -> list[str]:
+    if not settings:
+        return []
+    named = ", ".join(f"`{name}={value}`" for name, value in sorted(settings.items()))
+    return [f"- wrk is one client address, so the per-client limits are lifted: {named} (still counted)."]
 
 
 def experiment(service_settings: dict[str, str]) -> list[str]:

@@ -55,7 +55,7 @@ class Bench:
         ):
             self.database_url = url
             self.env = servers.common_env(driver_dsn(url), self.keys, self.batch_token)
-            self.service_env = self.env | self.config.service_settings
+            self.service_env = self.env | servers.ONE_CLIENT_SETTINGS | self.config.service_settings
             self.results |= self.describe(url)
             self.results["settings"]["database"] = where
             self.probe_speed("before the service")
@@ -297,6 +297,7 @@ def settings(config: Config) -> dict[str, Any]:
         "fixed_rate_share": config.fixed_rate_share,
         "mix_pct": config.mix,
         "service_settings": config.service_settings,
+        "one_client_settings": servers.ONE_CLIENT_SETTINGS,
         "tracing_ratios": list(config.tracing_ratios),
         "allocation_requests": config.allocation_requests,
         "retries_of_disturbed_runs": config.retries,

@@ -27,6 +27,42 @@ async def login_all(app: RunningApp, user: dict[str, Any], count: int) -> list[i
     return [answer.status_code for answer in answers]
 
 
+async def test_once_draining_every_response_closes_its_connection(settings_for: Any) -> None:
+    """Kept-alive clients are moved off during the drain: each answer says close, and the socket closes.
+
+    Both a route of the application and the fast lane's (a cached user) answer so, over one raw
+    keep-alive connection each, so that a client never sends on a connection the server is closing.
+    """
+    async with serve(settings_for(drain_delay_seconds=5.0)) as app:
+        user = await create_user(app.client)
+        paths = ["/healthz", f"/v1/users/{user['id']}"]
+        before = [await exchange_keep_alive(app, path) for path in paths]
+        app.server.handle_exit(signal.SIGTERM, None)
+        await asyncio.sleep(0.05)
+        during = [await exchange_keep_alive(app, path) for path in paths]
+    assert before == [(200, None, False)] * 2
+    assert during == [(200, "close", True)] * 2
+
+
+async def exchange_keep_alive(app: RunningApp, path: str) -> tuple[int, str | None, bool]:
+    """(status, Connection header, closed by the server after it) of a GET on a keep-alive socket."""
+    port = httpx.URL(app.url).port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nhost: test\r\n\r\n".encode())
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
+        status_line, *lines = head.strip().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines)
+        await reader.readexactly(int(headers["content-length"]))
+        try:
+            closed = await asyncio.wait_for(reader.read(1), 0.3) == b""
+        except TimeoutError:
+            closed = False  # still open: kept alive
+        return int(status_line.split(" ")[1]), headers.get("connection"), closed
+    finally:
+        writer.close()
+
+
 async def test_sigterm_drains_then_finishes_in_flight_requests_then_closes(
     settings_for: Any,
 ) -> None:

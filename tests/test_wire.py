@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from auth_service.wire import CoalescingHttpToolsProtocol
 from tests.utils.serving import running
 
 SMALL_BODY = b'{"ok":true}'
+BIG = b"b" * (8 * 1024 * 1024)  # more than the kernel's buffers and the transport's high-water mark
 THREAD_IO = Path("/proc/thread-self/io")
 LOOPS = pytest.mark.parametrize(
     "loop_factory", [uvloop.new_event_loop, asyncio.new_event_loop], ids=["uvloop", "asyncio"]
@@ -40,6 +42,7 @@ class StreamGate:
 
     def __init__(self) -> None:
         self.open = asyncio.Event()
+        self.big_sent = asyncio.Event()  # the big route's last send returned
 
 
 async def small(send: Callable[..., Any]) -> None:
@@ -56,6 +59,11 @@ def make_app(gate: StreamGate) -> Callable[..., Any]:
             await gate.open.wait()
             await send({"type": "http.response.body", "body": b"first", "more_body": True})
             await send({"type": "http.response.body", "body": b"second"})
+        elif scope["path"] == "/big":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": BIG, "more_body": True})
+            await send({"type": "http.response.body", "body": BIG})  # waits while the client reads nothing
+            gate.big_sent.set()
         elif scope["path"] == "/echo":
             body = b""
             while True:
@@ -225,3 +233,146 @@ def test_expect_100_continue_is_sent_before_the_client_sends_its_body(
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert final.startswith(b"HTTP/1.1 200 OK\r\n")
     assert final.endswith(b"\r\n\r\nhello")
+
+
+# --- Limits on request heads (the service's own values are its settings: tests/test_slow_clients.py)
+
+HEAD_LIMIT = 2048
+LIMITED = CoalescingHttpToolsProtocol.limited(max_head_bytes=HEAD_LIMIT, head_timeout=0.5, send_timeout=0.5)
+
+
+def head_of(size: int, path: str = "/small") -> bytes:
+    """A GET head of exactly `size` bytes (padded with a header)."""
+    start, end = f"GET {path} HTTP/1.1\r\nhost: test\r\nx-pad: ".encode(), b"\r\n\r\n"
+    return start + b"a" * (size - len(start) - len(end)) + end
+
+
+def status_of(response: bytes) -> bytes:
+    return response.split(b" ", 2)[1]
+
+
+@LOOPS
+@pytest.mark.parametrize(("size", "status"), [(HEAD_LIMIT, b"200"), (HEAD_LIMIT + 1, b"431")])
+def test_a_head_is_measured_whole_in_one_read_or_across_reads(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], size: int, status: bytes
+) -> None:
+    def client(port: int, split: bool) -> bytes:
+        head = head_of(size)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            if split:  # each part under the limit, the whole over it when the size is
+                sock.sendall(head[: size // 2])
+                time.sleep(0.1)  # read apart
+                sock.sendall(head[size // 2 :])
+            else:
+                sock.sendall(head)
+            response = read_response(sock)
+            if status_of(response) == b"200":  # the connection goes on, measured afresh
+                sock.sendall(head_of(HEAD_LIMIT // 2))
+                response += read_response(sock)
+            return response
+
+    async def scenario() -> list[bytes]:
+        async with serving(LIMITED, StreamGate()) as port:
+            return [await asyncio.to_thread(client, port, split) for split in (False, True)]
+
+    for response in run_on(loop_factory, scenario):
+        assert status_of(response) == status, response
+        if status == b"431":
+            assert b"\r\nconnection: close\r\n" in response
+            assert b'{"error":{"code":"headers_too_large","message":"the request head is larger' in response
+        else:
+            assert response.count(b"HTTP/1.1 200 OK\r\n") == 2
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a content-length."""
+    head, rest = read_until(sock, b"\r\n\r\n")
+    length = int(next(line for line in head.split(b"\r\n") if line.startswith(b"content-length: ")).split(b": ")[1])
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return head + rest
+
+
+@LOOPS
+def test_a_head_late_behind_a_response_under_way_is_not_cut_into_it(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # The head timeout ends while the response before it is still being written: no 408 inside
+    # that response; it completes, then the connection closes.
+    async def scenario() -> bytes:
+        gate, loop = StreamGate(), asyncio.get_running_loop()
+
+        def client(port: int) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\nGET /small HTTP/1.1\r\n")
+                time.sleep(1.0)  # twice the head timeout
+                loop.call_soon_threadsafe(gate.open.set)
+                return read_to_eof(sock)
+
+        async with serving(LIMITED, gate) as port:
+            return await asyncio.to_thread(client, port)
+
+    received = run_on(loop_factory, scenario)
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert received.endswith(b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n")
+    assert received.count(b"HTTP/1.1") == 1
+
+
+@LOOPS
+def test_the_head_timeout_does_not_run_while_the_server_holds_reading_back(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # Pipelined behind a slow response, uvicorn stops reading; a head it has only part of waits
+    # through no fault of the client's, and is answered once the client sends the rest.
+    async def scenario() -> bytes:
+        gate, loop = StreamGate(), asyncio.get_running_loop()
+
+        def client(port: int) -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(
+                    b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n"
+                    b"GET /small HTTP/1.1\r\nhost: test\r\n\r\n"
+                    b"GET /small HTTP/1.1\r\n"
+                )
+                time.sleep(1.0)  # twice the head timeout, with reading paused
+                loop.call_soon_threadsafe(gate.open.set)
+                time.sleep(0.1)
+                sock.sendall(b"host: test\r\nconnection: close\r\n\r\n")
+                return read_to_eof(sock)
+
+        async with serving(LIMITED, gate) as port:
+            return await asyncio.to_thread(client, port)
+
+    received = run_on(loop_factory, scenario)
+    assert received.count(b"HTTP/1.1 200 OK\r\n") == 3, received
+    assert received.endswith(b"\r\n\r\n" + SMALL_BODY)
+
+
+@LOOPS
+def test_a_client_that_reads_nothing_is_dropped_and_frees_the_request_it_blocks(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # Its response waits on the client: the request writing it (which holds an in-flight slot in
+    # the service) would wait for ever.
+    async def scenario() -> int:
+        gate = StreamGate()
+
+        def client(port: int) -> int:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
+                # The request's last send returns (into a closed connection) once the client is dropped.
+                asyncio.run_coroutine_threadsafe(gate.big_sent.wait(), loop).result(timeout=5)
+                received = 0
+                try:
+                    while chunk := sock.recv(65536):
+                        received += len(chunk)
+                except ConnectionResetError:
+                    pass
+                return received
+
+        loop = asyncio.get_running_loop()
+        async with serving(LIMITED, gate) as port:
+            return await asyncio.to_thread(client, port)
+
+    received = run_on(loop_factory, scenario)
+    assert received < 2 * len(BIG)  # dropped, not served

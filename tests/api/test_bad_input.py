@@ -20,13 +20,14 @@ ENDPOINTS = {
     "create": ("POST", "/v1/users", ("email", "name", "password")),
     "batch": ("POST", "/v1/users:batch", ("email", "name", "password")),
     "token": ("POST", "/v1/auth/token", ("email", "password")),
-    "patch": ("PATCH", "/v1/users/{id}", ("email", "name", "password")),
+    "patch": ("PATCH", "/v1/users/{id}", ("email", "name", "password", "current_password")),
+    "delete": ("DELETE", "/v1/users/{id}", ("current_password",)),
 }
 # (endpoint, field) for every field of every body.
 FIELDS = [(endpoint, field) for endpoint, (_, _, fields) in ENDPOINTS.items() for field in fields]
 # (endpoint, field) for the text that is stored: it must be text PostgreSQL can hold.
-STORED_TEXT = [(endpoint, field) for endpoint, field in FIELDS if endpoint != "token" and field != "password"]
-WRONG_TYPES = {"name": 123, "email": ["x@example.com"], "password": 12345678}
+STORED_TEXT = [(endpoint, field) for endpoint, field in FIELDS if endpoint != "token" and "password" not in field]
+WRONG_TYPES = {"name": 123, "email": ["x@example.com"], "password": 12345678, "current_password": True}
 
 
 class Target:
@@ -44,7 +45,7 @@ class Target:
 
     def item(self, **changes: Any) -> dict[str, Any]:
         """A body item that would succeed, with these changes; its email must never be stored."""
-        values = {"email": self.email, "name": "Bad Input", "password": PASSWORD}
+        values = {"email": self.email, "name": "Bad Input", "password": PASSWORD, "current_password": PASSWORD}
         return {**{field: values[field] for field in self.fields}, **changes}
 
     def body(self, **changes: Any) -> dict[str, Any]:
@@ -63,7 +64,7 @@ class Target:
         return {"index": 0, "field": name} if self.endpoint == "batch" else {"field": name}
 
     async def assert_nothing_written(self) -> None:
-        """No user has the body's email, and the user a PATCH targets is as it was."""
+        """No user has the body's email, and the user a PATCH or DELETE targets is as it was."""
         assert await stored_emails(self.database_url, [self.email]) == set()
         response = await self.app.client.get(f"/v1/users/{self.owner['id']}")
         assert response.json() == self.owner
@@ -95,7 +96,10 @@ async def test_malformed_json_is_400(target: Target) -> None:
     "content", [b"", b"null", b"[]", b'"text"', b"42"], ids=["empty", "null", "list", "str", "int"]
 )
 async def test_a_body_that_is_not_an_object_is_422(target: Target, content: bytes) -> None:
-    assert_error(await target.send(content), 422, "validation_error")
+    # A DELETE's body is optional: none (or null) is a delete without the current password.
+    absent = target.endpoint == "delete" and content in (b"", b"null")
+    expected = (403, "reauthentication_required") if absent else (422, "validation_error")
+    assert_error(await target.send(content), *expected)
     await target.assert_nothing_written()
 
 
@@ -184,7 +188,7 @@ async def test_the_body_limit_follows_settings(settings_for: Any, database_url: 
 
 
 async def test_invalid_utf8_is_400(target: Target) -> None:
-    content = json.dumps(target.body()).encode().replace(b'"email"', b'"\xff\xfeemail"')
+    content = json.dumps(target.body()).encode().replace(b'{"', b'{"\xff\xfe', 1)
     assert_error(await target.send(content), 400, "malformed_body")
     await target.assert_nothing_written()
 
@@ -223,6 +227,6 @@ async def test_a_lone_surrogate_is_422_naming_the_field(target: Target, field: s
 
 async def test_a_raw_nul_byte_is_malformed_json(target: Target) -> None:
     # RFC 8259 forbids unescaped control characters inside strings.
-    content = json.dumps(target.body()).encode().replace(b"@", b"\x00@", 1)
+    content = json.dumps(target.body()).encode().replace(b'": "', b'": "\x00', 1)
     assert_error(await target.send(content), 400, "malformed_json")
     await target.assert_nothing_written()

@@ -20,7 +20,7 @@ CONCURRENT = 300
 # A burst on a loaded (shared) machine can make new database connections slower than the defaults
 # allow, and those requests get 503 database_unavailable. These tests are about what gets written,
 # not about latency: the bounds are widened so that the only refusals are the hash pool's.
-PATIENT_DB = {"db_connect_timeout_seconds": 15.0, "db_pool_acquire_timeout_seconds": 15.0}
+PATIENT_DB = {"db_connect_timeout_seconds": 15.0, "db_pool_acquire_timeout_seconds": 15.0, "db_pool_max_waiters": 1000}
 
 
 @pytest.fixture

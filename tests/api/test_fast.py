@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
-from auth_service.api.fast import _all_routes
+from auth_service.api.methods import all_routes
 from auth_service.app import create_app
 from auth_service.security.tokens import VerifiedTokens
 from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, make_settings, serve
@@ -85,7 +85,7 @@ def _dependency_calls(dependant: Any) -> list[Any]:
 def test_no_dependency_of_a_route_runs_in_the_thread_pool() -> None:
     """FastAPI runs a plain `def` dependency in its thread pool: a thread hop per request and dependency."""
     app = create_app(make_settings("postgresql+asyncpg://unused@127.0.0.1:1/unused"))
-    routes = [route for route in _all_routes(app.routes) if isinstance(route, APIRoute)]
+    routes = [route for route in all_routes(app.routes) if isinstance(route, APIRoute)]
     calls = {call for route in routes for call in _dependency_calls(route.dependant)}
     assert routes and calls
     assert [call.__name__ for call in calls if not inspect.iscoroutinefunction(call)] == []

@@ -93,7 +93,8 @@ async def test_a_delete_through_one_instance_shows_on_the_other_within_100ms(
     user = await create_user(a.client)
     await cache_on(b, user)
     token = await login(a.client, user["email"], user["password"])
-    deleted = await a.client.delete(f"/v1/users/{user['id']}", headers=bearer(token))
+    body = {"current_password": user["password"]}
+    deleted = await a.client.request("DELETE", f"/v1/users/{user['id']}", json=body, headers=bearer(token))
     assert deleted.status_code == 204, deleted.text
     delay = await seconds_until(b, user["id"], gone)
     log.info("delete seen by the other instance after %.1f ms", delay * 1000)

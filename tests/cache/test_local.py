@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from auth_service.cache.local import ENTRY_OVERHEAD_BYTES, REFRESH_AFTER, TTL_JITTER, LocalCache
+from auth_service.cache.local import ENTRY_OVERHEAD_BYTES, REFRESH_AFTER, TTL_JITTER, Aged, LocalCache
 from tests.utils.waiting import wait_until
 
 VALUE = b"v" * 100
@@ -89,6 +89,21 @@ async def test_an_entry_expires_after_its_ttl() -> None:
     assert cache.peek("k") == (False, None)
     assert len(cache) == 0
     assert cache.bytes == 0
+
+
+async def test_a_value_aged_elsewhere_is_kept_only_for_the_rest_of_its_lifetime() -> None:
+    # A copy from Redis with 2 s left of its TTL: served 2 s at most, not a TTL of its own.
+    cache, clock = clocked_cache(ttl=TTL)
+    start = clock.now
+
+    async def from_redis() -> Aged:
+        return Aged(VALUE, 2.0)
+
+    assert await cache.get_or_load("k", from_redis) == VALUE
+    clock.now = start + 1.5
+    assert cache.peek("k") == (True, VALUE)
+    clock.now = start + 2.0
+    assert cache.peek("k") == (False, None)
 
 
 async def test_not_found_is_cached_with_its_own_shorter_ttl() -> None:

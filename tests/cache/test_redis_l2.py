@@ -197,7 +197,9 @@ async def every_endpoint(app: RunningApp) -> list[tuple[str, int, float]]:
     await call("me", client.get("/v1/me", headers=headers))
     await call("patch", client.patch(f"/v1/users/{created['id']}", json={"name": "M"}, headers=headers))
     await call("read after patch", client.get(f"/v1/users/{created['id']}"))
-    await call("delete", client.delete(f"/v1/users/{created['id']}", headers=headers))
+    reauthentication = {"current_password": payload["password"]}
+    deleting = client.request("DELETE", f"/v1/users/{created['id']}", json=reauthentication, headers=headers)
+    await call("delete", deleting)
     await call("healthz", client.get("/healthz"))
     await call("readyz", client.get("/readyz"))
     return results

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from auth_service.db import migrate
-from auth_service.db.embedded import asyncpg_url, start_embedded
 from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, make_settings, serve
+from tests.utils.stoppable_postgres import StoppablePostgres
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,11 @@ async def timed_get(app: RunningApp, path: str) -> tuple[httpx.Response, float]:
     start = time.perf_counter()
     response = await app.client.get(path)
     return response, time.perf_counter() - start
+
+
+async def delete_user(app: RunningApp, path: str, token: str, password: str) -> httpx.Response:
+    """A delete, with the current password that it needs besides the token (re-authentication)."""
+    return await app.client.request("DELETE", path, headers=bearer(token), json={"current_password": password})
 
 
 # --- pool exhaustion
@@ -49,38 +54,16 @@ async def test_an_exhausted_write_pool_answers_503_and_reads_go_on(settings_for:
         path = f"/v1/users/{user['id']}"
         async with app.services.db.engine.connect():  # the only write connection, held by someone else
             started = time.perf_counter()
-            response = await app.client.delete(path, headers=bearer(token))  # deletes go through this pool
+            response = await delete_user(app, path, token, user["password"])  # deletes go through this pool
             seconds = time.perf_counter() - started
             assert (await app.client.get(path)).status_code == 200, "reads have a pool of their own"
         assert_error(response, 503, "db_pool_exhausted")
         assert 0.3 <= seconds < 1.0
         assert (await app.client.get(path)).status_code == 200, "nothing was deleted"
-        assert (await app.client.delete(path, headers=bearer(token))).status_code == 204
+        assert (await delete_user(app, path, token, user["password"])).status_code == 204
 
 
 # --- the database stops and starts again
-
-
-class StoppablePostgres:
-    """A PostgreSQL of this test's own (pgserver), which the test may stop and start again."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.handle = start_embedded(data_dir)
-        self.url = asyncpg_url(self.handle)
-
-    def stop(self) -> None:
-        """Fast shutdown: sessions are ended, as on a failover or a restart of the server."""
-        import pgserver  # imported already, quietly, by start_embedded
-
-        # As root, pgserver runs postgres as its own system user; pg_ctl must run as that user too.
-        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.handle.pgdata, user=self.handle.system_user)
-
-    def start(self) -> None:
-        """Start it again with the options pgserver chose at first (the same socket directory)."""
-        self.handle.ensure_postgres_running()
-
-    def close(self) -> None:
-        self.handle.cleanup()
 
 
 @pytest.fixture

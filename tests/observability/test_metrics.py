@@ -20,11 +20,15 @@ EXPECTED = {
     "http_server_requests_rejected",
     # database pool
     "db_pool_size",
+    "db_pool_open",
     "db_pool_connections_in_use",
     "db_pool_overflow",
+    "db_pool_waiters",
+    "db_pool_exhausted",
     "db_read_pool_size",
     "db_read_pool_open",
     "db_read_pool_connections_in_use",
+    "db_read_pool_waiters",
     "db_pool_acquire_wait_seconds",
     # cache
     "cache_hits",
@@ -133,6 +137,36 @@ async def test_requests_refused_by_backpressure_are_counted(settings_for: Any) -
         assert_error(response, 413)
         families = await scrape(app)
         assert value(families, "http_server_requests_rejected", reason="body_too_large") == 1
+
+
+async def test_the_write_pool_gauges_count_connections_and_overflow_is_never_negative(settings_for: Any) -> None:
+    async with serve(settings_for(admin_port=0, db_pool_size=2, db_max_overflow=1)) as app:
+        db = app.services.db
+        idle = await scrape(app)
+        async with db.transaction(), db.transaction(), db.transaction():  # the pool's 2 and 1 beyond
+            busy = await scrape(app)
+        after = await scrape(app)
+    assert value(idle, "db_pool_overflow") == 0  # QueuePool.overflow() itself is -2 here
+    assert value(idle, "db_pool_connections_in_use") == 0
+    assert value(busy, "db_pool_overflow") == 1
+    assert value(busy, "db_pool_connections_in_use") == 3
+    assert value(busy, "db_pool_open") == 3
+    assert value(busy, "db_pool_size") == 2
+    assert value(after, "db_pool_overflow") == 0  # the one beyond the size is closed on return
+    assert value(after, "db_pool_open") == 2
+    assert value(after, "db_pool_connections_in_use") == 0
+
+
+async def test_refusals_of_an_exhausted_pool_are_counted(settings_for: Any) -> None:
+    settings = settings_for(admin_port=0, db_read_pool_size=1, db_pool_max_waiters=0)
+    async with serve(settings) as app, app.services.db.driver_connection():  # the only read connection
+        response = await app.client.get("/v1/users/00000000-0000-0000-0000-000000000001")
+        families = await scrape(app)
+    assert_error(response, 503, "db_pool_exhausted")
+    assert value(families, "db_pool_exhausted", pool="read") == 1
+    assert value(families, "db_pool_exhausted", pool="write") == 0
+    assert value(families, "db_read_pool_waiters") == 0
+    assert value(families, "db_read_pool_connections_in_use") == 1
 
 
 async def test_latency_exemplars_carry_the_trace_id_of_sampled_requests(settings_for: Any) -> None:

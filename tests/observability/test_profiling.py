@@ -116,9 +116,13 @@ class RecordingMiddleware:
 
 
 def recorder(
-    threshold_seconds: float = 0.01, sample_ratio: float = 1.0, max_per_second: float = 1000.0, capacity: int = 100
+    threshold_seconds: float = 0.01,
+    sample_ratio: float = 1.0,
+    max_per_second: float = 1000.0,
+    capacity: int = 100,
+    max_seconds: float = 2.0,
 ) -> SlowRequestRecorder:
-    return SlowRequestRecorder(threshold_seconds, sample_ratio, max_per_second, capacity)
+    return SlowRequestRecorder(threshold_seconds, sample_ratio, max_per_second, capacity, max_seconds)
 
 
 @asynccontextmanager
@@ -335,9 +339,10 @@ async def test_slow_requests_are_kept_with_their_profiles_and_fast_ones_are_not(
     )
     assert newest["id"] > oldest["id"]
     for entry in (oldest, newest):
-        assert set(entry) == {"id", "time", "method", "route", "status", "duration_ms", "trace_id"}
+        assert set(entry) == {"id", "time", "method", "route", "status", "duration_ms", "trace_id", "profiled_ms"}
         assert (entry["method"], entry["status"]) == ("GET", 200)
         assert entry["duration_ms"] >= 40 and abs(entry["time"] - time.time()) < 60
+        assert entry["profiled_ms"] == entry["duration_ms"]  # not cut: shorter than the bound
 
     assert burn_cpu_for_profile.__name__ in speedscope_frames(burnt)
     assert sleep_route.__name__ in speedscope_frames(slept)
@@ -427,3 +432,34 @@ async def test_sample_ratio_zero_profiles_nothing() -> None:
 def test_recorder_refuses_impossible_settings(settings: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         recorder(**settings)
+
+
+async def test_a_profile_stops_at_its_bound_while_its_request_goes_on() -> None:
+    # While a profile runs, the sampler slows every request of the loop: a request that lasts (a body
+    # that never comes) must not keep it running. Cut at 0.2 s, the recorder is free for the next one.
+    slow = recorder(max_seconds=0.2)
+    async with serving(slow) as client:
+        long_request = asyncio.create_task(client.get("/sleep", params={"ms": "1000"}))
+        await wait_until(lambda: slow.sampled == 1, 5, "the long request profiled")
+        await wait_until(lambda: slow.cut_short == 1, 5, "its profile cut")
+        assert not long_request.done()
+        assert (await client.get("/sleep", params={"ms": "50"})).status_code == 200  # profiled in turn
+        assert (await long_request).status_code == 200
+        entries = slow.entries()
+    assert slow.sampled == 2
+    long_entry = next(entry for entry in entries if entry["duration_ms"] >= 1000)
+    assert long_entry["profiled_ms"] == 200.0
+    assert sleep_route.__name__ in {frame.function for frame in frames_of(slow, long_entry["id"])}
+
+
+def frames_of(slow: SlowRequestRecorder, entry_id: int) -> list[Any]:
+    session = slow.session(entry_id)
+    assert session is not None
+    root = session.root_frame()
+    assert root is not None
+    frames, pending = [], [root]
+    while pending:
+        frame = pending.pop()
+        frames.append(frame)
+        pending.extend(frame.children)
+    return frames

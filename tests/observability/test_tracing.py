@@ -125,10 +125,11 @@ async def test_a_miss_with_redis_shows_the_redis_calls_under_the_cache_lookup(
         user = await create_user(app.client)
         response = await app.client.get(f"/v1/users/{user['id']}")
         trace_id, _ = trace_of(response)
-        spans = await spans_of(receiver, trace_id, {USER_ROUTE, "cache.lookup", "GET", "SET"})
+        # GET and PTTL in one pipeline: the copy's remaining TTL bounds how long it is kept in process.
+        spans = await spans_of(receiver, trace_id, {USER_ROUTE, "cache.lookup", "GET PTTL", "SET"})
     lookup = only(spans, "cache.lookup")
     redis_calls = [span for span in children(spans, lookup) if span.attributes.get("db.system") == "redis"]
-    assert sorted(span.name for span in redis_calls) == ["GET", "SET"]
+    assert sorted(span.name for span in redis_calls) == ["GET PTTL", "SET"]
     assert any(span.attributes.get("db.system") == "postgresql" for span in children(spans, lookup))
 
 

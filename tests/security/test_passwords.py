@@ -185,3 +185,49 @@ async def test_hashing_threads_run_at_the_configured_niceness(make_hasher: MakeH
     await asyncio.gather(hasher.hash(PASSWORD), hasher.hash(PASSWORD))
     assert _hashing_thread_niceness() == [max(own, 7)] * 2
     assert os.getpriority(os.PRIO_PROCESS, 0) == own, "the event loop's thread keeps its priority"
+
+
+# --- a fair share per client
+
+
+async def test_one_client_holds_at_most_its_share_and_the_others_still_get_in(make_hasher: MakeHasher) -> None:
+    hasher = make_hasher(hash_workers=1, hash_queue_max=7, hash_client_share=0.25, argon2_time_cost=6)
+    assert hasher.client_share == 2  # a quarter of the capacity of 8
+    flood = [asyncio.create_task(hasher.hash(PASSWORD, "flooder")) for _ in range(2)]
+    await asyncio.sleep(0)  # both admitted, and running or queued
+    started = time.perf_counter()
+    with pytest.raises(ServiceUnavailable) as refused:
+        await hasher.verify_dummy(PASSWORD, "flooder")
+    assert time.perf_counter() - started < 0.05, "refused only after waiting"
+    assert (refused.value.status, refused.value.code) == (503, "hashing_overloaded")
+    assert refused.value.headers == {"Retry-After": str(hasher.retry_after)}
+    assert await hasher.verify(await hasher.hash(PASSWORD, "another"), PASSWORD, "another") is True
+    await asyncio.gather(*flood)
+    assert hasher.admitted == 0
+    assert await hasher.verify(await hasher.hash(PASSWORD, "flooder"), PASSWORD, "flooder") is True
+
+
+async def test_a_share_is_at_least_one_operation(make_hasher: MakeHasher) -> None:
+    hasher = make_hasher(hash_workers=1, hash_queue_max=0, hash_client_share=0.25)
+    assert hasher.client_share == 1
+    assert await hasher.verify(await hasher.hash(PASSWORD, "alone"), PASSWORD, "alone") is True
+
+
+async def test_a_batch_from_a_client_hashes_within_its_share(make_hasher: MakeHasher) -> None:
+    hasher = make_hasher(hash_workers=4, hash_queue_max=4, hash_client_share=0.25)
+    assert hasher.client_share == 2
+    hashes = await hasher.hash_many([f"{PASSWORD} {n}" for n in range(5)], "importer")
+    assert len(set(hashes)) == 5 and hasher.rejected == 0
+
+
+# --- the floor of a failed check
+
+
+async def test_the_floor_covers_the_costliest_hash_the_import_range_allows(make_hasher: MakeHasher) -> None:
+    own = make_hasher(argon2_import_max_memory_kib=OWASP_MIN_MEMORY_KIB, argon2_import_max_time_cost=2)
+    costlier = make_hasher(argon2_import_max_memory_kib=OWASP_MIN_MEMORY_KIB, argon2_import_max_time_cost=8)
+    own_floor, costlier_floor = await own.failure_floor(), await costlier.failure_floor()
+    assert own_floor > 0
+    # Four times the work at t=8: at least twice the floor, whatever the machine's noise.
+    assert costlier_floor > 2 * own_floor, (costlier_floor, own_floor)
+    assert await costlier.failure_floor() == costlier_floor, "measured once"

@@ -33,6 +33,16 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "hash_workers": 2,
         "gc_freeze": False,
         "admin_port": 0,
+        # Every test comes from 127.0.0.1 and the session shares one database, where the counters
+        # outlive a test: the limits' own tests (tests/security/) set these, the others are not about them.
+        "login_failures_per_account_client": 1_000_000,
+        "login_failures_per_account": 1_000_000,
+        "login_failures_per_client": 1_000_000,
+        "signups_per_client": 1_000_000,
+        "hash_client_share": 1.0,
+        # A failed login waits out the costliest verification allowed (security/passwords.py): the
+        # suite's imports are argon2-cffi's defaults (m=64 MiB, t=3), so the range stops there.
+        "argon2_import_max_time_cost": 3,
     }
     values.update(overrides)
     return Settings(**values)

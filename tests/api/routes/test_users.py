@@ -58,6 +58,13 @@ async def user_with_token(client: httpx.AsyncClient) -> tuple[dict[str, Any], st
     return user, await login(client, user["email"], user["password"])
 
 
+async def delete(client: httpx.AsyncClient, user: dict[str, Any], token: str | None) -> httpx.Response:
+    """DELETE the user with this token and the user's current password (tests/api/test_reauth.py: without)."""
+    headers = bearer(token) if token is not None else {}
+    body = {"current_password": user["password"]}
+    return await client.request("DELETE", f"/v1/users/{user['id']}", json=body, headers=headers)
+
+
 # --- POST /v1/users
 
 
@@ -142,7 +149,8 @@ async def test_patch_changes_the_name(client: httpx.AsyncClient) -> None:
 async def test_patch_changes_the_email_used_to_log_in(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     email = unique_email("changed")
-    response = await client.patch(f"/v1/users/{user['id']}", json={"email": email}, headers=bearer(token))
+    body = {"email": email, "current_password": user["password"]}
+    response = await client.patch(f"/v1/users/{user['id']}", json=body, headers=bearer(token))
     assert response.status_code == 200, response.text
     assert response.json()["email"] == email
     assert await can_log_in(client, email, user["password"])
@@ -152,7 +160,8 @@ async def test_patch_changes_the_email_used_to_log_in(client: httpx.AsyncClient)
 async def test_patch_changes_the_password(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     new_password = "a-brand-new-password"
-    response = await client.patch(f"/v1/users/{user['id']}", json={"password": new_password}, headers=bearer(token))
+    body = {"password": new_password, "current_password": user["password"]}
+    response = await client.patch(f"/v1/users/{user['id']}", json=body, headers=bearer(token))
     assert response.status_code == 200, response.text
     assert set(response.json()) == PUBLIC_FIELDS
     assert not await can_log_in(client, user["email"], user["password"])
@@ -162,7 +171,8 @@ async def test_patch_changes_the_password(client: httpx.AsyncClient) -> None:
 async def test_patch_changes_name_email_and_password_together(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     changes = {"name": "All New", "email": unique_email("all-new"), "password": "another-long-password"}
-    response = await client.patch(f"/v1/users/{user['id']}", json=changes, headers=bearer(token))
+    body = {**changes, "current_password": user["password"]}
+    response = await client.patch(f"/v1/users/{user['id']}", json=body, headers=bearer(token))
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["name"], body["email"]) == (changes["name"], changes["email"])
@@ -184,9 +194,8 @@ async def test_patch_refuses_a_short_password(client: httpx.AsyncClient) -> None
 async def test_patch_refuses_an_email_of_another_user(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     other = await create_user(client)
-    response = await client.patch(
-        f"/v1/users/{user['id']}", json={"email": other["email"].upper()}, headers=bearer(token)
-    )
+    body = {"email": other["email"].upper(), "current_password": user["password"]}
+    response = await client.patch(f"/v1/users/{user['id']}", json=body, headers=bearer(token))
     assert_error(response, 409, "email_taken")
     await assert_unchanged(client, user)
 
@@ -211,7 +220,7 @@ async def test_patch_shows_at_once_in_get(client: httpx.AsyncClient) -> None:
 
 async def test_patch_of_a_deleted_user_is_404(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
-    assert (await client.delete(f"/v1/users/{user['id']}", headers=bearer(token))).status_code == 204
+    assert (await delete(client, user, token)).status_code == 204
     response = await client.patch(f"/v1/users/{user['id']}", json={"name": "Ghost"}, headers=bearer(token))
     assert_error(response, 404, "not_found")
 
@@ -249,7 +258,7 @@ async def test_patch_with_another_users_token_is_403(client: httpx.AsyncClient) 
 async def test_delete_with_own_token_is_204_then_get_is_404(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     await get_body(client, user["id"])  # now cached
-    response = await client.delete(f"/v1/users/{user['id']}", headers=bearer(token))
+    response = await delete(client, user, token)
     assert response.status_code == 204
     assert response.content == b""
     assert_error(await client.get(f"/v1/users/{user['id']}"), 404, "not_found")
@@ -258,20 +267,20 @@ async def test_delete_with_own_token_is_204_then_get_is_404(client: httpx.AsyncC
 
 async def test_delete_twice_is_404(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
-    assert (await client.delete(f"/v1/users/{user['id']}", headers=bearer(token))).status_code == 204
-    assert_error(await client.delete(f"/v1/users/{user['id']}", headers=bearer(token)), 404, "not_found")
+    assert (await delete(client, user, token)).status_code == 204
+    assert_error(await delete(client, user, token), 404, "not_found")
 
 
 async def test_delete_with_another_users_token_is_403(client: httpx.AsyncClient) -> None:
     user = await create_user(client)
     _, other_token = await user_with_token(client)
-    assert_error(await client.delete(f"/v1/users/{user['id']}", headers=bearer(other_token)), 403, "forbidden")
+    assert_error(await delete(client, user, other_token), 403, "forbidden")
     await assert_unchanged(client, user)
 
 
 async def test_delete_without_a_token_is_401(client: httpx.AsyncClient) -> None:
     user = await create_user(client)
-    assert_error(await client.delete(f"/v1/users/{user['id']}"), 401, "unauthorized")
+    assert_error(await delete(client, user, None), 401, "unauthorized")
     await assert_unchanged(client, user)
 
 

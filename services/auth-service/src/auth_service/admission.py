@@ -1,4 +1,13 @@
-"""Admission control in front of everything: a bound on requests in flight, and on body size.
+"""Admission control in front of everything: a bound on requests in flight, on body size, and on the
+time a body may take to arrive.
+
+A request with a body (POST, PUT, PATCH) is admitted only once its whole body has arrived: the
+bound on requests in flight is for work, and a client that sends a head and then trickles its body,
+or stops, does none. Counted from its head, each such client held a slot for as long as it kept its
+connection open, and a thousand of them made every other request a 503. So the body is received
+first, within `max_body_bytes` (413), within `body_timeout` (408), and within a budget of bytes for
+all bodies still arriving (503: without it, a slot no longer bounds the bodies held at once); then
+the request takes a slot, and the application reads the body from memory.
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware: it runs on every request, and a class with
 one counter costs a fraction of what a middleware with its own task and streams costs.
@@ -6,9 +15,9 @@ one counter costs a fraction of what a middleware with its own task and streams 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth_service.errors import ApiError, ServiceUnavailable, error_response
@@ -16,13 +25,8 @@ from auth_service.errors import ApiError, ServiceUnavailable, error_response
 # Probes must be answered while overloaded: an overloaded pod is alive, and kubelet restarting it
 # would only move its load elsewhere.
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from receive(); an HTTPException so FastAPI's body parsing lets it through as a 413."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
+# After a 408 the rest of the body, if it ever comes, would be read as the next request: close.
+CLOSE = {"Connection": "close"}
 
 
 class AdmissionMiddleware:
@@ -32,6 +36,8 @@ class AdmissionMiddleware:
         max_in_flight: int,
         max_body_bytes: int,
         retry_after: int,
+        body_timeout: float = 10.0,
+        max_arriving_bytes: int = 64 * 1024 * 1024,
         on_reject: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.app = app
@@ -39,7 +45,10 @@ class AdmissionMiddleware:
         self.max_in_flight = max_in_flight
         self.max_body_bytes = max_body_bytes
         self.retry_after = retry_after
+        self.body_timeout = body_timeout
+        self.max_arriving_bytes = max_arriving_bytes
         self.in_flight = 0
+        self.arriving_bytes = 0  # of bodies not yet whole
         self.rejected = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,43 +56,111 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:
-            self.rejected += 1
-            self.on_reject("overloaded")
-            overloaded = ServiceUnavailable("overloaded", "too many requests in flight", self.retry_after)
-            await error_response(overloaded)(scope, receive, send)
+            await self._overloaded(scope, receive, send)
             return
-        has_body = scope["method"] in _BODY_METHODS
-        declared = _content_length(scope) if has_body else None
-        if declared is not None and declared > self.max_body_bytes:
-            self.on_reject("body_too_large")
-            too_large = ApiError(
-                413, "payload_too_large", f"the request body is larger than {self.max_body_bytes} bytes"
-            )
-            await error_response(too_large)(scope, receive, send)
-            return
+        if scope["method"] in _BODY_METHODS:
+            body = await self._body(scope, receive, send)
+            if body is None:
+                return  # refused, or the client went away
+            if self.in_flight >= self.max_in_flight:  # slots were taken while it arrived
+                await self._overloaded(scope, receive, send)
+                return
+            receive = _replay(body, receive)
         self.in_flight += 1
         try:
-            await self.app(scope, self._limited(receive) if has_body else receive, send)
+            await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
 
-    def _limited(self, receive: Receive) -> Receive:
-        """Count a streamed (chunked) body as it arrives; past the limit, stop reading."""
-        seen = 0
-        limit = self.max_body_bytes
+    async def _overloaded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.rejected += 1
+        self.on_reject("overloaded")
+        overloaded = ServiceUnavailable("overloaded", "too many requests in flight", self.retry_after)
+        await error_response(overloaded)(scope, receive, send)
 
-        async def receive_within_limit() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge(limit)
+    async def _body(self, scope: Scope, receive: Receive, send: Send) -> Message | None:
+        """The whole body as one message, or None once a refusal has been sent (or the client has left)."""
+        declared = _content_length(scope)
+        try:
+            if declared is not None and declared > self.max_body_bytes:
+                raise _Refusal("body_too_large", self._too_large())
+            async with asyncio.timeout(self.body_timeout):
+                return await self._receive_whole(receive)
+        except TimeoutError:
+            message = f"the request body did not arrive within {self.body_timeout:g} s"
+            refusal = _Refusal("body_timeout", ApiError(408, "request_timeout", message, headers=dict(CLOSE)))
+        except _Refusal as refused:
+            refusal = refused
+        self.on_reject(refusal.reason)
+        await error_response(refusal.error)(scope, _nothing, send)
+        return None
+
+    async def _receive_whole(self, receive: Receive) -> Message | None:
+        message = await receive()
+        if not message.get("more_body"):  # most bodies: all in the first message
+            if message["type"] != "http.request":
+                return None  # http.disconnect
+            if len(message.get("body", b"")) > self.max_body_bytes:  # chunked, so not declared
+                raise _Refusal("body_too_large", self._too_large())
             return message
+        chunks: list[bytes] = []
+        seen = 0
+        try:
+            while message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                self.arriving_bytes += len(chunk)
+                if seen > self.max_body_bytes:
+                    raise _Refusal("body_too_large", self._too_large())
+                if self.arriving_bytes > self.max_arriving_bytes:
+                    # Memory is the bound here: many bodies left unfinished would otherwise add up.
+                    busy = ServiceUnavailable("overloaded", "too many request bodies arriving", self.retry_after)
+                    raise _Refusal("bodies_arriving", busy)
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                message = await receive()
+            return None  # http.disconnect
+        finally:
+            self.arriving_bytes -= seen
 
-        return receive_within_limit
+    def _too_large(self) -> ApiError:
+        message = f"the request body is larger than {self.max_body_bytes} bytes"
+        # The connection stays open: uvicorn reads the rest of the body and drops it, and the client,
+        # still sending, can read this answer (closed with its body unread, the client would get a
+        # reset). uvicorn's keep-alive timeout, counted from this answer, bounds that.
+        return ApiError(413, "payload_too_large", message)
 
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+class _Refusal(Exception):
+    """A body refused while it arrives: answered once out of the body's timeout."""
+
+    def __init__(self, reason: str, error: ApiError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}  # a refusal reads no more of the request (Response does not ask)
+
+
+def _replay(body: Message, receive: Receive) -> Receive:
+    """The application's receive: the body already received, then the connection's (a disconnect)."""
+    replayed = False
+
+    async def receive_replayed() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return body
+
+    return receive_replayed
+
+
+# DELETE too: a user's delete carries the current password (api/reauthentication.py).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _content_length(scope: Scope) -> int | None:

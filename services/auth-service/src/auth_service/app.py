@@ -14,8 +14,10 @@ from auth_service.admission import AdmissionMiddleware
 from auth_service.api.fast import HotPaths, HotRoutes
 from auth_service.api.lane import FAST_LANE, FastLane
 from auth_service.api.main import api_router
+from auth_service.api.methods import method_not_allowed
+from auth_service.api.openapi import install_openapi
 from auth_service.errors import install_error_handlers
-from auth_service.health import Health
+from auth_service.health import HEALTH_STATE, Health
 from auth_service.observability.middleware import TelemetryMiddleware
 from auth_service.observability.telemetry import Telemetry
 from auth_service.runtime import tune_gc
@@ -37,6 +39,8 @@ def front_door(app: FastAPI) -> ASGIApp:
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        max_arriving_bytes=settings.http_max_arriving_body_bytes,
         on_reject=lambda reason: telemetry.metrics.rejected.labels(reason).inc(),
     )
     return TelemetryMiddleware(admitted, telemetry)
@@ -59,7 +63,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         ):
             app.state.services = services
             tune_gc(settings)
-            state: dict[str, Any] = {"services": services}
+            state: dict[str, Any] = {"services": services, HEALTH_STATE: health}
             if settings.fast_lane:
                 state[FAST_LANE] = FastLane(HotRoutes(app), services, telemetry)
             yield state
@@ -77,5 +81,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.state.telemetry = telemetry
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_exception_handler(405, method_not_allowed)
     app.include_router(api_router)
+    install_openapi(app, settings)
     return app

@@ -8,6 +8,8 @@ import time
 from auth_service.db.engine import Database
 from auth_service.errors import ServiceUnavailable
 
+# Where the lifespan state holds the Health, for the HTTP protocol (wire.py) to read while draining.
+HEALTH_STATE = "health"
 # Probes from kubelet, load balancers and scrapers can come often; one ping a second is enough.
 READINESS_CACHE_SECONDS = 1.0
 

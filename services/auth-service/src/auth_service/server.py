@@ -80,10 +80,21 @@ def server_config(
         host=settings.host if host is None else host,
         port=settings.port if port is None else port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=CoalescingHttpToolsProtocol.limited(
+            max_head_bytes=settings.http_max_header_bytes,
+            head_timeout=settings.http_header_timeout_seconds,
+            send_timeout=settings.http_send_timeout_seconds,
+        ),
+        # No limit_concurrency: past it uvicorn answers every request on every connection 503 (in
+        # plain text), so idle or slow connections would again take the service down; the
+        # timeouts bound how long each may stay, and the ingress bounds how many (README).
+        timeout_keep_alive=settings.http_keep_alive_timeout_seconds,  # type: ignore[arg-type]  # a float works
         lifespan="on",
         access_log=False,
         server_header=False,
+        # Off: by default it takes X-Forwarded-For from any loopback peer as the client. The service
+        # reads the header itself, from settings.trusted_proxies only (security/client_address.py).
+        proxy_headers=False,
         backlog=4096,
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         log_level=(log_level or settings.log_level).lower(),

@@ -16,6 +16,8 @@ from auth_service.cache.redis_l2 import RedisL2
 from auth_service.db.engine import Database, driver_dsn
 from auth_service.health import Health
 from auth_service.observability.telemetry import Telemetry
+from auth_service.security.client_address import ClientAddresses
+from auth_service.security.login_limits import LoginLimits, open_login_limits
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.tokens import TokenService
 from auth_service.settings import Settings
@@ -36,6 +38,8 @@ class Services:
     listener: InvalidationListener
     health: Health
     telemetry: Telemetry
+    clients: ClientAddresses
+    limits: LoginLimits
 
 
 @contextlib.asynccontextmanager
@@ -48,6 +52,7 @@ async def open_services(
         stack.push_async_callback(db.dispose)
         hasher = PasswordHasher(settings, tracer, metrics.hash_wait)
         stack.callback(hasher.close)
+        limits = await stack.enter_async_context(open_login_limits(settings, db))
         l2 = _open_l2(settings)
         if l2 is not None:
             stack.push_async_callback(l2.close)
@@ -74,7 +79,8 @@ async def open_services(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.connected.wait(), settings.db_connect_timeout_seconds)
         tokens = TokenService(settings)
-        yield Services(settings, db, cache, l2, users, hasher, tokens, listener, health, telemetry)
+        clients = ClientAddresses(settings.trusted_proxies)
+        yield Services(settings, db, cache, l2, users, hasher, tokens, listener, health, telemetry, clients, limits)
 
 
 def _open_l2(settings: Settings) -> RedisL2 | None:

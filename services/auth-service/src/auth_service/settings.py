@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -135,6 +136,12 @@ class Settings(DatabaseSettings):
     http_keep_alive_timeout_seconds: float = Field(
         5.0, gt=0, description="Idle keep-alive connections close after this"
     )
+    http_max_arriving_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Bodies still arriving (not yet admitted), held at once; beyond, 503"
+    )
+    http_send_timeout_seconds: float = Field(
+        10.0, gt=0, description="A client that takes none of its response for this long is disconnected"
+    )
 
     # --- PostgreSQL (the URLs and data_dir: DatabaseSettings)
     # Fixed-size pools (no overflow), as HikariCP recommends: overflow connections are opened under
@@ -184,7 +191,10 @@ class Settings(DatabaseSettings):
     argon2_import_min_memory_kib: int = Field(OWASP_MIN_MEMORY_KIB, ge=8)
     argon2_import_max_memory_kib: int = Field(64 * 1024, ge=8)
     argon2_import_min_time_cost: int = Field(OWASP_MIN_TIME_COST, ge=1)
-    argon2_import_max_time_cost: int = Field(10, ge=1)
+    # Every failed login is answered no sooner than the costliest verification allowed (api/routes/
+    # auth.py), so this bound is what each wrong password costs in latency: 4 takes PHP's defaults
+    # (m=64 MiB, t=4), RFC 9106's second choice (m=64 MiB, t=3) and OWASP's (m=19 MiB, t=2).
+    argon2_import_max_time_cost: int = Field(4, ge=1)
     argon2_import_max_parallelism: int = Field(4, ge=1)
 
     # --- Login and signup limits, shared by the replicas (Redis when redis_url is set, else PostgreSQL)
@@ -206,6 +216,12 @@ class Settings(DatabaseSettings):
         30, ge=1, description="Signups from one client per signup window (409 tells a taken email); beyond, 429"
     )
     signup_window_seconds: int = Field(60, ge=1)
+    login_known_client_seconds: int = Field(
+        30 * 24 * 3600,
+        ge=0,
+        description="A client that logged in to an account is exempt from that account's and its own ceiling "
+        "this long (account + client still applies); 0: never",
+    )
 
     # --- Tokens
     token_algorithm: Literal["HS256", "EdDSA"] = "HS256"
@@ -262,6 +278,9 @@ class Settings(DatabaseSettings):
     slow_request_sample_ratio: float = Field(0.01, ge=0, le=1, description="Share of requests profiled")
     slow_request_max_per_second: float = Field(1.0, gt=0)
     slow_request_capacity: int = Field(32, ge=1, description="Slow-request profiles kept")
+    slow_request_profile_max_seconds: float = Field(
+        2.0, gt=0, description="A profile stops after this (it slows the whole loop while it runs)"
+    )
     loop_lag_interval_seconds: float = Field(0.25, gt=0)
 
     # --- Runtime
@@ -275,6 +294,16 @@ class Settings(DatabaseSettings):
         """AUTH_TRUSTED_PROXIES=10.0.0.0/8,192.168.1.1 as well as a JSON list."""
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or CIDR") from None
         return value
 
     @field_validator("admin_token", "batch_token")

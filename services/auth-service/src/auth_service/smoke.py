@@ -91,9 +91,9 @@ def run_smoke(base_url: str, timeout: float, say: Callable[[str], None]) -> None
         _verify(client, token, user_id)
     except SmokeFailed:
         with contextlib.suppress(SmokeFailed):  # leave nothing behind; report the first fault
-            _delete(client, token, user_id)
+            _delete(client, token, user_id, credentials["password"])
         raise
-    _delete(client, token, user_id)
+    _delete(client, token, user_id, credentials["password"])
 
 
 def _verify(client: SmokeClient, token: str, user_id: str) -> None:
@@ -102,8 +102,10 @@ def _verify(client: SmokeClient, token: str, user_id: str) -> None:
         raise SmokeFailed("verify token", f"the claims' subject is {subject!r}, not the user {user_id}")
 
 
-def _delete(client: SmokeClient, token: str, user_id: str) -> None:
-    client.step("delete user", "DELETE", f"/v1/users/{user_id}", 204, token=token)
+def _delete(client: SmokeClient, token: str, user_id: str, password: str) -> None:
+    # A delete re-authenticates: the token and the current password (api/reauthentication.py).
+    body = {"current_password": password}
+    client.step("delete user", "DELETE", f"/v1/users/{user_id}", 204, token=token, body=body)
 
 
 def _field(step: str, answer: Answer, key: str) -> str:

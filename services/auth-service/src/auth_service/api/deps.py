@@ -29,6 +29,15 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+async def client_address(request: Request) -> str:
+    """The client the login and signup limits count: the peer, or behind trusted proxies, whom they name."""
+    peer = request.client.host if request.client is not None else None
+    return services_of(request).clients.resolve(peer, request.headers.getlist("x-forwarded-for"))
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+
 def parse_bearer(authorization: str) -> str | None:
     """The token of an `Authorization: Bearer ...` value (scheme in any case), or None."""
     parts = authorization.split(None, 1)

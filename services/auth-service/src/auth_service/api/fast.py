@@ -26,6 +26,8 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_service.api.deps import parse_bearer
+from auth_service.api.methods import all_routes
+from auth_service.db.gate import PoolExhausted
 from auth_service.errors import UNAUTHORIZED_HEADERS, ApiError, error_body, error_response
 from auth_service.observability.tracing import CACHE_HIT
 from auth_service.security.tokens import InvalidToken
@@ -48,6 +50,12 @@ class HotAnswer(NamedTuple):
     body: bytes
     challenge: bool = False  # a 401: the response carries WWW-Authenticate
     cache_hit: bool = False  # a user's cached bytes (or its cached absence): the fast lane's span says so
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # any others (a 503's Retry-After)
+
+
+def _refusal(error: ApiError) -> HotAnswer:
+    headers = tuple((name.lower().encode(), value.encode()) for name, value in error.headers.items())
+    return HotAnswer(error.status, error_body(error.code, error.message), headers=headers)
 
 
 OK_LIVE = HotAnswer(200, b'{"status":"ok"}')
@@ -57,13 +65,17 @@ USER_GONE_ANSWER = HotAnswer(401, USER_GONE, challenge=True)
 USER_GONE_CACHED = HotAnswer(401, USER_GONE, challenge=True, cache_hit=True)
 NO_USER_ANSWER = HotAnswer(404, NO_USER)
 NO_USER_CACHED = HotAnswer(404, NO_USER, cache_hit=True)
+# A miss the read pool cannot take: answered at once, as it is parsed. Through the application such
+# a refusal cost as much CPU as a served read (py-spy at 2,000 connections of misses: 57% of the loop
+# in the ASGI path, nearly all of it 503s), which left the admitted reads next to nothing.
+POOL_EXHAUSTED_ANSWER = _refusal(PoolExhausted())
 
 AnswerNow = Callable[[Headers, str, Services], HotAnswer | None]
 AnswerLater = Callable[[Headers, str, Services], Awaitable[HotAnswer]]
 
 
 def response_headers(answer: HotAnswer) -> Headers:
-    headers = [JSON_TYPE, (b"content-length", str(len(answer.body)).encode())]
+    headers = [JSON_TYPE, (b"content-length", str(len(answer.body)).encode()), *answer.headers]
     return headers + CHALLENGE if answer.challenge else headers
 
 
@@ -104,7 +116,9 @@ def user_answer(body: bytes | None, *, cache_hit: bool = False) -> HotAnswer:
 def read_user_now(headers: Headers, user_id: str, services: Services) -> HotAnswer | None:
     # The path holds the canonical text of the id, which is the cache's key: no parsing on a hit.
     found, body = services.users.cache.cached(user_id)
-    return user_answer(body, cache_hit=True) if found else None
+    if found:
+        return user_answer(body, cache_hit=True)
+    return POOL_EXHAUSTED_ANSWER if services.users.refuses_miss(user_id) else None
 
 
 async def read_user_later(headers: Headers, user_id: str, services: Services) -> HotAnswer:
@@ -131,8 +145,11 @@ def me_now(headers: Headers, param: str, services: Services) -> HotAnswer | None
     subject = token_subject(headers, services)
     if isinstance(subject, HotAnswer):
         return subject
-    found, body = services.users.cache.cached(str(subject))
-    return me_answer(body, cache_hit=True) if found else None
+    key = str(subject)
+    found, body = services.users.cache.cached(key)
+    if found:
+        return me_answer(body, cache_hit=True)
+    return POOL_EXHAUSTED_ANSWER if services.users.refuses_miss(key) else None
 
 
 async def me_later(headers: Headers, param: str, services: Services) -> HotAnswer:
@@ -158,23 +175,11 @@ class HotRoute:
     route: Any
 
 
-def _all_routes(routes: list[Any]) -> list[Any]:
-    """Every route with a path, inside included routers too (FastAPI nests them since 0.16x)."""
-    found = []
-    for route in routes:
-        nested = getattr(getattr(route, "original_router", route), "routes", None)
-        if isinstance(getattr(route, "path", None), str):
-            found.append(route)
-        elif nested is not None:
-            found += _all_routes(nested)
-    return found
-
-
 class HotRoutes:
     """Which GET paths are hot, and the route each belongs to."""
 
     def __init__(self, fastapi: FastAPI) -> None:
-        routes = {route.path: route for route in _all_routes(fastapi.routes)}
+        routes = {route.path: route for route in all_routes(fastapi.routes)}
 
         def hot(path: str, now: AnswerNow, later: AnswerLater) -> HotRoute:
             return HotRoute(now, later, routes[path])

@@ -142,6 +142,7 @@ class FastLane:
                 str(len(body)).encode(),
                 b"\r\n",
                 CHALLENGE_LINES if answer.challenge else b"",
+                b"".join(name + b": " + value + b"\r\n" for name, value in answer.headers) if answer.headers else b"",
                 trace_header,
                 b"\r\n",
                 body,

@@ -30,9 +30,24 @@ TTL_JITTER = 0.2
 # entry meanwhile (as Caffeine's refreshAfterWrite): a key in use never expires under its readers.
 REFRESH_AFTER = 0.75
 
-Loader = Callable[[], Awaitable[bytes | None]]
+
+@dataclass(frozen=True, slots=True)
+class Aged:
+    """A loaded value that has lived part of its TTL elsewhere (the Redis copy): kept here no longer than the rest.
+
+    The TTL bounds how stale a value can be after a lost invalidation. A copy from Redis, kept here a
+    TTL of its own and then refreshed ahead from Redis again, was stale for up to 1.75 TTL after a lost
+    DEL (reliability, redis scenario).
+    """
+
+    value: bytes
+    lifetime: float  # seconds it may still be served
+
+
+Loaded = bytes | Aged | None
+Loader = Callable[[], Awaitable[Loaded]]
 # Loads a key for a refresh when the hit came without a loader (the hot path's lookups).
-Refresher = Callable[[Hashable], Awaitable[bytes | None]]
+Refresher = Callable[[Hashable], Awaitable[Loaded]]
 Clock = Callable[[], float]
 
 
@@ -62,10 +77,10 @@ class LocalCache:
         self._refresher: Refresher | None = None
         # key -> (refresh after, expires at, value); a "not found" is never refreshed: both times are one.
         self._entries: OrderedDict[Hashable, tuple[float, float, bytes | None]] = OrderedDict()
-        self._loading: dict[Hashable, asyncio.Future[bytes | None]] = {}
+        self._loading: dict[Hashable, asyncio.Future[Loaded]] = {}
         # Loads overtaken by an invalidation: their value may predate the change, so it is not stored,
         # and callers that come after the invalidation start a load of their own instead of joining.
-        self._stale_loads: set[asyncio.Future[bytes | None]] = set()
+        self._stale_loads: set[asyncio.Future[Loaded]] = set()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -74,6 +89,10 @@ class LocalCache:
     def loads_in_flight(self) -> int:
         """Loads started and not finished, refreshes included."""
         return len(self._loading)
+
+    def loading(self, key: Hashable) -> bool:
+        """True while a load of this key is under way (a miss of it joins that load)."""
+        return key in self._loading
 
     def refresh_with(self, refresher: Refresher) -> None:
         """How to reload a key in the background when a hit comes without a loader of its own."""
@@ -112,7 +131,8 @@ class LocalCache:
         if pending is None:
             pending = self._start_load(key, loader)
         # shield: a cancelled caller (client gone) must not cancel the load the others wait for.
-        return await asyncio.shield(pending)
+        loaded = await asyncio.shield(pending)
+        return loaded.value if isinstance(loaded, Aged) else loaded
 
     def _refresh(self, key: Hashable, loader: Loader | None) -> None:
         if key in self._loading:
@@ -124,14 +144,14 @@ class LocalCache:
         self.stats.refreshes += 1
         self._start_load(key, loader)
 
-    def _start_load(self, key: Hashable, loader: Loader) -> asyncio.Future[bytes | None]:
+    def _start_load(self, key: Hashable, loader: Loader) -> asyncio.Future[Loaded]:
         self.stats.loads += 1
         task = asyncio.ensure_future(loader())
         self._loading[key] = task
         task.add_done_callback(lambda done: self._finish_load(key, done))
         return task
 
-    def _finish_load(self, key: Hashable, done: asyncio.Future[bytes | None]) -> None:
+    def _finish_load(self, key: Hashable, done: asyncio.Future[Loaded]) -> None:
         if self._loading.get(key) is done:
             del self._loading[key]
         stale = done in self._stale_loads
@@ -139,8 +159,13 @@ class LocalCache:
         if done.cancelled() or done.exception() is not None:
             self._stop_refreshing(key)
             return
-        if not stale:
-            self.put(key, done.result())
+        if stale:
+            return
+        loaded = done.result()
+        if isinstance(loaded, Aged):
+            self.put(key, loaded.value, loaded.lifetime)
+        else:
+            self.put(key, loaded)
 
     def _stop_refreshing(self, key: Hashable) -> None:
         """After a failed load: the entry, if any, serves until it expires, with no reload per hit meanwhile."""
@@ -148,8 +173,11 @@ class LocalCache:
         if entry is not None:
             self._entries[key] = (entry[1], entry[1], entry[2])
 
-    def put(self, key: Hashable, value: bytes | None) -> None:
+    def put(self, key: Hashable, value: bytes | None, most: float | None = None) -> None:
+        """Keep the value a TTL (spread), or `most` seconds when that is shorter."""
         ttl = self.ttl if value is not None else self.negative_ttl
+        if most is not None:
+            ttl = min(ttl, most)
         if ttl <= 0:
             return
         self._discard(key)

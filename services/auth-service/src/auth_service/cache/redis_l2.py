@@ -9,6 +9,8 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from auth_service.cache.local import Aged
+
 log = logging.getLogger(__name__)
 
 # While Redis stays down, a reminder at most this often: every request in flight meets the same fault
@@ -38,11 +40,21 @@ class RedisL2:
     def available(self) -> bool:
         return time.monotonic() >= self.down_until
 
-    async def get(self, key: object) -> bytes | None:
+    async def get(self, key: object) -> Aged | None:
+        """The shared copy, with the time it has left in Redis (one round trip)."""
         if not self.available:
             return None
-        value = await self._call(self.client.get(self.prefix + str(key)))
-        return value if isinstance(value, bytes) else None
+        answer = await self._call(self._get_with_ttl(self.prefix + str(key)))
+        if not isinstance(answer, list) or not isinstance(answer[0], bytes) or answer[1] <= 0:
+            return None  # none, or its TTL ended between the two commands (-2), or it has none (-1)
+        value, remaining_ms = answer
+        return Aged(value, remaining_ms / 1000)
+
+    async def _get_with_ttl(self, name: str) -> list[object]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(name)
+            pipe.pttl(name)
+            return await pipe.execute()  # type: ignore[no-any-return]
 
     async def set(self, key: object, value: bytes) -> None:
         if self.available:

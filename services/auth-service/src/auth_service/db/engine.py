@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from auth_service.db.gate import ConnectionGate, PoolExhausted
 from auth_service.errors import ServiceUnavailable
 from auth_service.settings import Settings
 
@@ -88,13 +89,9 @@ def build_engine(settings: Settings, url: str) -> AsyncEngine:
     )
 
 
-def _pool_exhausted() -> ServiceUnavailable:
-    return ServiceUnavailable("db_pool_exhausted", "no database connection was free in time")
-
-
 def _unavailable(exc: BaseException) -> ServiceUnavailable:
     if isinstance(exc, sa_exc.TimeoutError):
-        return _pool_exhausted()
+        return PoolExhausted()  # SQLAlchemy's own pool wait: its connections were taken past the gate
     if isinstance(exc, asyncpg.QueryCanceledError):
         return ServiceUnavailable("database_timeout", "the database did not answer in time")
     return ServiceUnavailable("database_unavailable", "the database is unavailable")
@@ -124,24 +121,32 @@ def translate_db_errors() -> Iterator[None]:
 
 
 class Database:
-    """Owns both pools: SQLAlchemy connections for writes, asyncpg connections for the hot reads."""
+    """Owns both pools: SQLAlchemy connections for writes, asyncpg connections for the hot reads.
+
+    Each pool has a ConnectionGate in front (gate.py says why): a request waits for a connection only
+    among a bounded few, and what times out in the pool behind it is a connect, not a wait.
+    """
 
     def __init__(
         self,
         engine: AsyncEngine,
         read_pool: asyncpg.Pool,
-        acquire_timeout: float,
+        settings: Settings,
         acquire_wait: Histogram | None = None,
     ) -> None:
         self.engine = engine
         self.read_pool = read_pool
-        self.acquire_timeout = acquire_timeout
+        self.acquire_timeout = settings.db_pool_acquire_timeout_seconds
+        self.connect_timeout = settings.db_connect_timeout_seconds
         self.acquire_wait = acquire_wait
+        waiters, timeout = settings.db_pool_max_waiters, self.acquire_timeout
+        self.write_gate = ConnectionGate(settings.db_pool_size + settings.db_max_overflow, waiters, timeout)
+        self.read_gate = ConnectionGate(read_pool.get_max_size(), waiters, timeout)
 
     @classmethod
     async def open(cls, settings: Settings, url: str, acquire_wait: Histogram | None = None) -> Database:
         read_pool = await open_read_pool(settings, url)
-        return cls(build_engine(settings, url), read_pool, settings.db_pool_acquire_timeout_seconds, acquire_wait)
+        return cls(build_engine(settings, url), read_pool, settings, acquire_wait)
 
     def _waited(self, started: float) -> None:
         if self.acquire_wait is not None:
@@ -152,7 +157,7 @@ class Database:
         """A connection in a transaction, committed on success; faults become 503."""
         with translate_db_errors():
             started = time.perf_counter()
-            async with self.engine.connect() as conn:
+            async with self.write_gate.held(), self.engine.connect() as conn:
                 self._waited(started)
                 async with conn.begin():
                     yield conn
@@ -166,40 +171,45 @@ class Database:
         """
         with translate_db_errors():
             started = time.perf_counter()
-            connection = await self._acquire()
-            self._waited(started)
-            try:
-                yield connection
-            finally:
-                # A connection that broke is closed, and the pool replaces it at the next acquire.
-                await self.read_pool.release(connection)
-
-    async def _acquire(self) -> PoolConnectionProxy:
-        try:
-            return await self.read_pool.acquire(timeout=self.acquire_timeout)
-        except TimeoutError:
-            # Every connection busy: the pool is exhausted. Otherwise a connect timed out: the database
-            # is unreachable, and the TimeoutError says so to translate_db_errors.
-            pool = self.read_pool
-            if pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0:
-                raise _pool_exhausted() from None
-            raise
+            async with self.read_gate.held():
+                # Past the gate a connection is free: this waits only for a connect, bounded by its
+                # timeout, and a TimeoutError here means the database (translate_db_errors: 503).
+                connection = await self.read_pool.acquire(timeout=self.connect_timeout)
+                self._waited(started)
+                try:
+                    yield connection
+                finally:
+                    # A connection that broke is closed, and the pool replaces it at the next acquire.
+                    await self.read_pool.release(connection)
 
     async def ping(self) -> None:
-        """One round trip; raises ServiceUnavailable when the database cannot be reached."""
-        async with self.driver_connection() as conn:
-            await conn.fetchval("SELECT 1")
+        """One round trip; raises ServiceUnavailable when the database cannot be reached.
+
+        A pool with every connection busy and its waiters at their bound is a database that answers:
+        readiness stays up (taking an overloaded pod out only moves its load to the others).
+        """
+        try:
+            async with self.driver_connection() as conn:
+                await conn.fetchval("SELECT 1")
+        except PoolExhausted:
+            return
 
     def pool_status(self) -> dict[str, Any]:
         pool: Any = self.engine.pool
-        reads = self.read_pool
+        reads, writes, read_gate = self.read_pool, self.write_gate, self.read_gate
         return {
             "size": pool.size(),
+            "open": pool.checkedin() + pool.checkedout(),
             "checked_out": pool.checkedout(),
-            "overflow": pool.overflow(),
+            # QueuePool.overflow() counts from -size up (negative while fewer are open): only the excess.
+            "overflow": max(0, pool.overflow()),
+            "waiting": writes.waiting,
+            "rejected": writes.rejected + writes.timed_out,
             "read_size": reads.get_max_size(),
             "read_open": reads.get_size(),
             "read_in_use": reads.get_size() - reads.get_idle_size(),
+            "read_waiting": read_gate.waiting,
+            "read_rejected": read_gate.rejected + read_gate.timed_out,
         }
 
     async def dispose(self) -> None:

@@ -46,7 +46,9 @@ class Metrics:
         self.registry.register(self.request_duration)
         self.rejected = Counter(
             "http_server_requests_rejected",
-            "Requests refused at the door (overloaded: 503, body_too_large: 413). Alert on overloaded.",
+            "Requests refused at the door: overloaded and bodies_arriving (503), body_too_large (413), "
+            "header_timeout and body_timeout (408), headers_too_large (431), send_timeout (a client that "
+            "did not read its response, cut). Alert on overloaded.",
             ["reason"],
             registry=self.registry,
         )
@@ -151,12 +153,18 @@ class ServicesCollector(Collector):
 
     def _pool(self) -> Iterator[Metric]:
         pool = self.services.db.pool_status()
-        yield _gauge("db_pool_size", "Connections the pool keeps. Dashboards.", pool["size"])
+        yield _gauge(
+            "db_pool_size", "Connections the write pool keeps at most, overflow aside. Dashboards.", pool["size"]
+        )
+        yield _gauge("db_pool_open", "Connections the write pool holds open now. Dashboards.", pool["open"])
         yield _gauge(
             "db_pool_connections_in_use", "Connections checked out now. Alert near size+overflow.", pool["checked_out"]
         )
         yield _gauge(
-            "db_pool_overflow", "Connections beyond the pool size (negative: unused). Dashboards.", pool["overflow"]
+            "db_pool_overflow", "Connections open beyond the pool size (0 when none). Dashboards.", pool["overflow"]
+        )
+        yield _gauge(
+            "db_pool_waiters", "Requests waiting for a write connection. Near the bound: 503s.", pool["waiting"]
         )
         yield _gauge("db_read_pool_size", "Connections the read pool may open. Dashboards.", pool["read_size"])
         yield _gauge("db_read_pool_open", "Connections the read pool holds open now. Dashboards.", pool["read_open"])
@@ -165,6 +173,19 @@ class ServicesCollector(Collector):
             "Read connections checked out now. Alert near its size.",
             pool["read_in_use"],
         )
+        yield _gauge(
+            "db_read_pool_waiters",
+            "Requests waiting for a read connection. Near the bound: 503s.",
+            pool["read_waiting"],
+        )
+        family = CounterMetricFamily(
+            "db_pool_exhausted",
+            "Requests refused 503 db_pool_exhausted (waiters at their bound, or none freed in time). Alert.",
+            labels=["pool"],
+        )
+        family.add_metric(["write"], pool["rejected"])
+        family.add_metric(["read"], pool["read_rejected"])
+        yield family
 
     def _cache(self) -> Iterator[Metric]:
         cache, listener = self.services.cache, self.services.listener
@@ -219,6 +240,11 @@ class ServicesCollector(Collector):
         yield family
         recorder = self.services.telemetry.slow_requests
         yield _counter("slow_requests_captured", "Slow requests whose profile was kept.", recorder.kept)
+        yield _counter(
+            "slow_requests_profile_cut",
+            "Profiles stopped at their length bound, their request still running.",
+            recorder.cut_short,
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

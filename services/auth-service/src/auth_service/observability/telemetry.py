@@ -31,6 +31,7 @@ class Telemetry:
             sample_ratio=settings.slow_request_sample_ratio,
             max_per_second=settings.slow_request_max_per_second,
             capacity=settings.slow_request_capacity,
+            max_seconds=settings.slow_request_profile_max_seconds,
         )
         self.access_log_ratio = settings.access_log_sample_ratio
         self.in_flight = 0  # a plain int on the hot path; exported at scrape time

@@ -19,6 +19,7 @@ _PUBLIC = "id, email, name, created_at, updated_at"
 # asyncpg prepares each text once per connection and keeps it in its statement cache.
 SELECT_USER = f"SELECT {_PUBLIC} FROM users WHERE id = $1"  # noqa: S608 - constant columns
 SELECT_CREDENTIALS = "SELECT id, password_hash FROM users WHERE lower(email) = lower($1)"
+SELECT_OWN_CREDENTIALS = "SELECT email, password_hash FROM users WHERE id = $1"
 SELECT_TAKEN_EMAILS = "SELECT lower(email) FROM users WHERE lower(email) = ANY($1::text[])"
 # One statement, one round trip, for a whole batch.
 INSERT_MANY = (
@@ -48,6 +49,12 @@ async def fetch_credentials(db: Database, email: str) -> asyncpg.Record | None:
         return None
     async with db.driver_connection() as conn:
         return await conn.fetchrow(SELECT_CREDENTIALS, email)
+
+
+async def fetch_own_credentials(db: Database, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """The email and password hash of a user re-authenticating (a change of email or password, a delete)."""
+    async with db.driver_connection() as conn:
+        return await conn.fetchrow(SELECT_OWN_CREDENTIALS, user_id)
 
 
 async def insert_user(db: Database, email: str, name: str, password_hash: str) -> RowMapping:

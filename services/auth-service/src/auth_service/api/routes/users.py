@@ -8,15 +8,29 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from auth_service.api.deps import Claims, InternalCaller, ServicesDep
-from auth_service.api.responses import errors, json_response
+from auth_service.api.deps import Claims, ClientAddress, InternalCaller, ServicesDep
+from auth_service.api.media import JsonRoute
+from auth_service.api.reauthentication import reauthenticate
+from auth_service.api.responses import BODY_ERRORS, errors, json_response
 from auth_service.errors import JSON, ApiError, not_found
+from auth_service.security.imported_hashes import import_problem
 from auth_service.services import Services
 from auth_service.settings import Settings
 from auth_service.users.repository import DuplicateEmail
-from auth_service.users.schemas import UserBatch, UserBatchOut, UserCreate, UserImport, UserOut, UserUpdate, user_dict
+from auth_service.users.schemas import (
+    Reauthentication,
+    UserBatch,
+    UserBatchOut,
+    UserCreate,
+    UserImport,
+    UserOut,
+    UserUpdate,
+    user_dict,
+)
 
-router = APIRouter(prefix="/v1", tags=["users"])
+router = APIRouter(prefix="/v1", tags=["users"], route_class=JsonRoute)
+# The changes that hand an account over: they need the current password besides the token.
+TAKEOVER_FIELDS = frozenset({"email", "password"})
 
 
 def _email_taken() -> ApiError:
@@ -45,11 +59,16 @@ def _location(row: Any) -> dict[str, str]:
     return {"Location": f"/v1/users/{row['id']}"}
 
 
-@router.post("/users", status_code=201, response_model=UserOut, responses=errors(409, 422, 503))
-async def create_user(body: UserCreate, services: ServicesDep) -> Response:
-    """Create a user; the email must be new (compared without case)."""
+@router.post("/users", status_code=201, response_model=UserOut, responses=errors(*BODY_ERRORS, 409, 429, 503))
+async def create_user(body: UserCreate, client: ClientAddress, services: ServicesDep) -> Response:
+    """Create a user; the email must be new (compared without case). Limited per client: 429 with Retry-After."""
     _check_password(body.password, services.settings)
-    password_hash = await services.hasher.hash(body.password)
+    # The 409 for a taken email tells that an account exists (by design: a signup form must say so):
+    # the limit bounds the asking. Checked before the hash, so that a refused signup costs no argon2;
+    # counted after it, taken or not.
+    await services.limits.check_signup(client)
+    password_hash = await services.hasher.hash(body.password, client)
+    await services.limits.count_signup(client)
     try:
         row = await services.users.create(body.email, body.name, password_hash)
     except DuplicateEmail:
@@ -61,17 +80,17 @@ async def create_user(body: UserCreate, services: ServicesDep) -> Response:
     "/users:batch",
     status_code=201,
     response_model=UserBatchOut,
-    responses=errors(401, 403, 409, 422, 503),
+    responses=errors(*BODY_ERRORS, 401, 403, 409, 503),
     dependencies=[InternalCaller],
 )
-async def create_users(body: UserBatch, services: ServicesDep) -> Response:
+async def create_users(body: UserBatch, client: ClientAddress, services: ServicesDep) -> Response:
     """Create up to `batch_max_users` users in one statement: all of them, or none with every problem named."""
     settings = services.settings
     if len(body.users) > settings.batch_max_users:
         raise _invalid([{"field": "users", "code": "too_many_items", "message": f"at most {settings.batch_max_users}"}])
     _check_batch(body.users, settings)
     await _check_emails_free(body.users, services)
-    hashes = await _batch_hashes(body.users, services)
+    hashes = await _batch_hashes(body.users, services, client)
     try:
         rows = await services.users.create_many(
             [(item.email, item.name, password_hash) for item, password_hash in zip(body.users, hashes, strict=True)]
@@ -92,6 +111,8 @@ def _check_batch(items: list[UserImport], settings: Settings) -> None:
             details.append(_item_problem(index, "password", "password_xor_hash", "give password or password_hash"))
         elif item.password is not None and (problem := _password_problem(item.password, settings)):
             details.append({"index": index, "field": "password", **problem})
+        elif item.password_hash is not None and (problem := import_problem(item.password_hash, settings)):
+            details.append({"index": index, "field": "password_hash", **problem})
         key = item.email.lower()
         if key in first_index:
             message = f"the same email as item {first_index[key]}"
@@ -116,9 +137,9 @@ def _item_problem(index: int, field: str, code: str, message: str) -> dict[str, 
     return {"index": index, "field": field, "code": code, "message": message}
 
 
-async def _batch_hashes(items: list[UserImport], services: Services) -> list[str]:
+async def _batch_hashes(items: list[UserImport], services: Services, client: str) -> list[str]:
     plain = [item.password for item in items if item.password is not None]
-    hashed = iter(await services.hasher.hash_many(plain))
+    hashed = iter(await services.hasher.hash_many(plain, client))
     return [item.password_hash if item.password_hash is not None else next(hashed) for item in items]
 
 
@@ -136,29 +157,45 @@ def _require_self(claims: dict[str, Any], user_id: uuid.UUID) -> None:
         raise ApiError(403, "forbidden", "a token can only change its own user")
 
 
-@router.patch("/users/{user_id}", response_model=UserOut, responses=errors(401, 403, 404, 409, 422, 503))
-async def update_user(user_id: uuid.UUID, body: UserUpdate, claims: Claims, services: ServicesDep) -> Response:
-    """Change a user's name, email or password; needs that user's token."""
+@router.patch("/users/{user_id}", response_model=UserOut, responses=errors(*BODY_ERRORS, 401, 403, 404, 409, 429, 503))
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdate, claims: Claims, client: ClientAddress, services: ServicesDep
+) -> Response:
+    """Change a user's name, email or password: the user's token, and for email or password `current_password`."""
     _require_self(claims, user_id)
     changes = body.model_dump(exclude_unset=True)
-    if not changes or any(value is None for value in changes.values()):
-        raise _invalid([{"field": None, "code": "no_changes", "message": "give name, email or password (not null)"}])
+    current_password = changes.pop("current_password", None)
+    if not changes:
+        raise _invalid([{"field": None, "code": "no_changes", "message": "give name, email or password"}])
     if "password" in changes:
         _check_password(changes["password"], services.settings)
-        changes["password_hash"] = await services.hasher.hash(changes.pop("password"))
+    # A password sent is checked even for a rename: a credential given is never ignored.
+    if current_password is not None or not TAKEOVER_FIELDS.isdisjoint(changes):
+        await reauthenticate(services, user_id, current_password, client)
+    if "password" in changes:
+        changes["password_hash"] = await services.hasher.hash(changes.pop("password"), client)
     try:
         row = await services.users.update(user_id, changes)
     except DuplicateEmail:
         raise _email_taken() from None
     if row is None:
         raise not_found("user")
+    # The sessions issue's seam: once sessions exist, a change of TAKEOVER_FIELDS revokes the user's
+    # other sessions here (the caller's stays), before the answer, so that a thief's ends with it.
     return json_response(user_dict(row))
 
 
-@router.delete("/users/{user_id}", status_code=204, responses=errors(401, 403, 404, 503))
-async def delete_user(user_id: uuid.UUID, claims: Claims, services: ServicesDep) -> Response:
-    """Delete a user; needs that user's token. Tokens already issued stay valid until they expire."""
+@router.delete("/users/{user_id}", status_code=204, responses=errors(*BODY_ERRORS, 401, 403, 404, 429, 503))
+async def delete_user(
+    user_id: uuid.UUID,
+    claims: Claims,
+    client: ClientAddress,
+    services: ServicesDep,
+    body: Reauthentication | None = None,
+) -> Response:
+    """Delete a user: the user's token and `current_password`. Tokens already issued stay valid until they expire."""
     _require_self(claims, user_id)
+    await reauthenticate(services, user_id, body.current_password if body is not None else None, client)
     if not await services.users.delete(user_id):
         raise not_found("user")
     return Response(status_code=204)

@@ -1,0 +1,58 @@
+"""What a user's name may hold: text that displays as what it is, wherever it is shown.
+
+A name is shown to other people (lists, emails, consoles, logs read in a terminal), so it must not
+change how what surrounds it displays, nor be an empty-looking impersonation. Refused:
+- controls (C0, DEL, C1) and the line and paragraph separators: NUL cannot be stored, the others
+  break lines where a name is shown, and some start terminal escape sequences (U+009B is CSI);
+- bidirectional controls, Unicode's Bidi_Control property: embeddings, overrides, isolates, and the
+  marks LRM, RLM and ALM. They reorder the text displayed after them ("Trojan Source",
+  CVE-2021-42574). The marks go too: they flip the neutral characters beside them ("(admin)" shown
+  as ")admin("), and a display that mixes directions isolates user text itself (HTML's <bdi>), so a
+  name never needs one;
+- names with nothing visible: only format characters (zero-width spaces and joiners, the BOM,
+  tags), combining marks without a base, spaces, and the letters that display as blank (the Hangul
+  fillers, the blank Braille pattern).
+Joiners and non-joiners inside a visible name stay: emoji sequences and Persian or Indic text need them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+from pydantic_core import PydanticCustomError
+
+# As regular-expression text that Python and JSON Schema (ECMA-262) both read, so that the
+# OpenAPI schema states the same rule (schemas.Name puts it there).
+CONTROL_CHARACTERS = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
+BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+NAME_PATTERN = f"^[^{CONTROL_CHARACTERS}{BIDI_CONTROLS}]*$"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+
+# Other (controls, format, surrogates), separators (spaces, line and paragraph) and marks.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Mc", "Me"})
+# Letters and symbols that display as nothing: the usual material of blank-looking names.
+BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def refuse_hidden_controls(value: Any) -> Any:
+    """The name as sent (before trimming: a trailing newline is refused, not trimmed away)."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise PydanticCustomError("control_character", "must not contain control characters or line breaks")
+        if _BIDI.search(value):
+            raise PydanticCustomError("bidi_control", "must not contain bidirectional control characters")
+    return value
+
+
+def require_visible(value: str) -> str:
+    """The trimmed name, if something in it displays."""
+    if not any(_visible(character) for character in value):
+        raise PydanticCustomError("invisible_name", "must contain a visible character")
+    return value
+
+
+def _visible(character: str) -> bool:
+    return character not in BLANK_CHARACTERS and unicodedata.category(character) not in INVISIBLE_CATEGORIES
