@@ -118,6 +118,16 @@ SCHEMA_ERRORS = {
         "at '/environment': value must be one of 'production', 'test', 'development'",
         "environment: environment must be one of the following",
     ),
+    "keep-alive of zero": (
+        ["--set", "config.httpKeepAliveTimeoutSeconds=0"],
+        "at '/config/httpKeepAliveTimeoutSeconds': exclusiveMinimum: got 0, want 0",
+        "config.httpKeepAliveTimeoutSeconds: Must be greater than 0",
+    ),
+    "trusted proxy by name": (
+        ["--set", "config.trustedProxies[0]=ingress-nginx"],
+        "at '/config/trustedProxies/0': 'ingress-nginx' does not match pattern",
+        "config.trustedProxies.0: Does not match pattern",
+    ),
 }
 
 # The chart's own checks (templates/_checks.tpl): the same words on both.
@@ -130,8 +140,9 @@ CHECK_ERRORS = {
     ),
     "memory below the hash workers": (
         ["--set", "resources.limits.memory=256Mi", "--set", "config.hashWorkers=4"],
-        "memory: the pod's memory (256Mi = 256 MiB) is below what it needs: 332 MiB = memoryBaselineMiB 192"
-        " + config.cacheMaxBytes 64 MiB + 4 hash workers x config.argon2MemoryKiB 19456 KiB",
+        "memory: the pod's memory (256Mi = 256 MiB) is below what it needs: 576 MiB = memoryBaselineMiB 192"
+        " + config.cacheMaxBytes 64 MiB + 4 hash workers x 65536 KiB (the larger of config.argon2MemoryKiB and"
+        " config.argon2ImportMaxMemoryKiB) + config.httpMaxArrivingBodyBytes 64 MiB",
     ),
     "readiness slower than the drain": (
         ["--set", "probes.readiness.periodSeconds=5"],
@@ -151,6 +162,16 @@ CHECK_ERRORS = {
     "existing keys without an active kid": (
         ["--set", "tokenKeys.existingSecret=keys"],
         "set tokenKeys.activeKid",
+    ),
+    "empty import memory range": (
+        ["--set", "config.argon2ImportMinMemoryKiB=70000"],
+        "imported hashes: the argon2 memory range is empty, 70000 (config.argon2ImportMinMemoryKiB) above 65536"
+        " (config.argon2ImportMaxMemoryKiB); the service would refuse to start",
+    ),
+    "empty import time cost range, through extra": (
+        ["--set", "config.extra.argon2_import_max_time_cost=1"],
+        "imported hashes: the argon2 time cost range is empty, 2 (config.argon2ImportMinTimeCost) above 1"
+        " (config.argon2ImportMaxTimeCost)",
     ),
 }
 

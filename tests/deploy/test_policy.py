@@ -160,7 +160,7 @@ def alert_rules(case: str) -> list[dict[str, Any]]:
 
 def test_every_alert_expression_parses() -> None:
     rules = alert_rules("hpa-rps")
-    assert len(rules) == 6
+    assert len(rules) == 8
     for rule in rules:
         promql_parser.parse(rule["expr"])  # raises on a syntax error
 
@@ -176,7 +176,9 @@ def test_the_alerts_cover_what_the_issue_names() -> None:
         "http_server_request_duration_seconds_bucket",  # p99 over budget
         "http_server_request_duration_seconds_count",  # 5xx ratio
         "db_pool_connections_in_use", "db_pool_size", "db_read_pool_connections_in_use", "db_read_pool_size",
+        "db_pool_exhausted_total",  # pool refusals (503 db_pool_exhausted)
         "password_hash_rejected_total",  # hashing queue rejections
+        "login_limit_refusals_total",  # guessing and signup floods held by the limits (429)
         "tracing_spans_dropped_total",  # dropped spans
         "cache_listener_connected",  # replicas disagreeing on invalidation
     }  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.utils.app import RunningApp, assert_error, create_user, login, serve
+from tests.utils.app import RunningApp, assert_error, create_user, login, new_user, serve
 from tests.utils.otlp_receiver import otlp_receiver
 
 EXPECTED = {
@@ -47,6 +48,8 @@ EXPECTED = {
     "password_hash_queue_depth",
     "password_hash_queue_wait_seconds",
     "password_hash_rejected",
+    # limits
+    "login_limit_refusals",
     # runtime
     "event_loop_lag_seconds",
     "python_gc_collections",
@@ -56,6 +59,7 @@ EXPECTED = {
     # telemetry itself
     "tracing_spans_dropped",
     "slow_requests_captured",
+    "slow_requests_profile_cut",
 }
 
 
@@ -167,6 +171,23 @@ async def test_refusals_of_an_exhausted_pool_are_counted(settings_for: Any) -> N
     assert value(families, "db_pool_exhausted", pool="write") == 0
     assert value(families, "db_read_pool_waiters") == 0
     assert value(families, "db_read_pool_connections_in_use") == 1
+
+
+async def test_logins_and_signups_refused_by_the_limits_are_counted(settings_for: Any) -> None:
+    # A client of this test's own (the counters are shared by the run's tests): named by the proxy.
+    limits = {"login_failures_per_account_client": 1, "signups_per_client": 1, "trusted_proxies": ("127.0.0.1",)}
+    client = {"x-forwarded-for": f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"}
+    async with serve(settings_for(admin_port=0, **limits)) as app:
+        user = new_user()
+        assert (await app.client.post("/v1/users", json=user, headers=client)).status_code == 201  # its one signup
+        wrong = {"email": user["email"], "password": "not-the-password"}
+        answers = [await app.client.post("/v1/auth/token", json=wrong, headers=client) for _ in range(3)]
+        refused_signup = await app.client.post("/v1/users", json=new_user(), headers=client)
+        families = await scrape(app)
+    assert [answer.status_code for answer in answers] == [401, 429, 429]
+    assert_error(refused_signup, 429, "too_many_signups")
+    assert value(families, "login_limit_refusals", kind="login") == 2
+    assert value(families, "login_limit_refusals", kind="signup") == 1
 
 
 async def test_latency_exemplars_carry_the_trace_id_of_sampled_requests(settings_for: Any) -> None:

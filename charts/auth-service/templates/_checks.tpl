@@ -10,6 +10,7 @@ before anything reaches the cluster. Included once, by the Deployment.
 {{- include "auth-service.checkProduction" . }}
 {{- include "auth-service.checkTokenKeys" . }}
 {{- include "auth-service.checkAlertsHaveTheirScrape" . }}
+{{- include "auth-service.checkImportRange" . }}
 {{- end }}
 
 {{- define "auth-service.checkDatabase" -}}
@@ -41,7 +42,7 @@ before anything reaches the cluster. Included once, by the Deployment.
 {{- $limitMiB := divf (include "auth-service.bytes" $limit | float64) 1048576 | floor | int }}
 {{- $needed := include "auth-service.memoryNeededMiB" . | int }}
 {{- if lt $limitMiB $needed }}
-{{- fail (printf "memory: the pod's memory (%s = %d MiB) is below what it needs: %d MiB = memoryBaselineMiB %v + config.cacheMaxBytes %v MiB + %s hash workers x config.argon2MemoryKiB %v KiB. Raise resources.limits.memory to %dMi or more, or lower the cache or the hash workers" $limit $limitMiB $needed .Values.memoryBaselineMiB (divf .Values.config.cacheMaxBytes 1048576) (include "auth-service.hashWorkers" .) .Values.config.argon2MemoryKiB $needed) }}
+{{- fail (printf "memory: the pod's memory (%s = %d MiB) is below what it needs: %d MiB = memoryBaselineMiB %v + config.cacheMaxBytes %v MiB + %s hash workers x %s KiB (the larger of config.argon2MemoryKiB and config.argon2ImportMaxMemoryKiB) + config.httpMaxArrivingBodyBytes %v MiB. Raise resources.limits.memory to %dMi or more, or lower the cache, the hash workers or the import range" $limit $limitMiB $needed .Values.memoryBaselineMiB (divf .Values.config.cacheMaxBytes 1048576) (include "auth-service.hashWorkers" .) (include "auth-service.hashWorkerMemoryKiB" .) (divf .Values.config.httpMaxArrivingBodyBytes 1048576) $needed) }}
 {{- end }}
 {{- end }}
 
@@ -81,5 +82,17 @@ before anything reaches the cluster. Included once, by the Deployment.
 {{- end }}
 {{- if and (eq .Values.config.tokenAlgorithm "EdDSA") (not .Values.tokenKeys.existingSecret) }}
 {{- fail "tokenKeys: the chart generates HS256 secrets only; with config.tokenAlgorithm EdDSA, give the Ed25519 private keys (PEM) in tokenKeys.existingSecret" }}
+{{- end }}
+{{- end }}
+
+{{- /* The settings as the service reads them (config.extra included): an empty import range stops it at start. */}}
+{{- define "auth-service.checkImportRange" -}}
+{{- $s := include "auth-service.settings" . | fromYaml }}
+{{- range $bound := list (list "memory" "argon2_import_min_memory_kib" "argon2_import_max_memory_kib" "config.argon2ImportMinMemoryKiB" "config.argon2ImportMaxMemoryKiB") (list "time cost" "argon2_import_min_time_cost" "argon2_import_max_time_cost" "config.argon2ImportMinTimeCost" "config.argon2ImportMaxTimeCost") }}
+{{- $min := index $s (index $bound 1) }}
+{{- $max := index $s (index $bound 2) }}
+{{- if gt (float64 $min) (float64 $max) }}
+{{- fail (printf "imported hashes: the argon2 %s range is empty, %v (%s) above %v (%s); the service would refuse to start. Lower the minimum or raise the maximum (or the same setting in config.extra)" (index $bound 0) $min (index $bound 3) $max (index $bound 4)) }}
+{{- end }}
 {{- end }}
 {{- end }}

@@ -77,12 +77,19 @@ Connections one pod opens: both pools and the invalidation listener.
 {{- end }}
 
 {{/*
-Memory one pod needs, in MiB: the measured baseline, the cache's bound, and each hash worker's argon2 memory.
+Memory one pod needs, in MiB: the measured baseline, the cache's bound, each hash worker's argon2
+memory, and the request bodies still arriving. A worker verifies an imported hash at that hash's own
+cost, so its memory is the larger of the service's argon2 memory and the import range's maximum.
 */}}
+{{- define "auth-service.hashWorkerMemoryKiB" -}}
+{{- max (int .Values.config.argon2MemoryKiB) (int .Values.config.argon2ImportMaxMemoryKiB) }}
+{{- end }}
+
 {{- define "auth-service.memoryNeededMiB" -}}
 {{- $cache := divf .Values.config.cacheMaxBytes 1048576 }}
-{{- $hashing := divf (mulf (include "auth-service.hashWorkers" . | float64) .Values.config.argon2MemoryKiB) 1024 }}
-{{- addf .Values.memoryBaselineMiB $cache $hashing | ceil | int }}
+{{- $hashing := divf (mulf (include "auth-service.hashWorkers" . | float64) (include "auth-service.hashWorkerMemoryKiB" . | float64)) 1024 }}
+{{- $bodies := divf .Values.config.httpMaxArrivingBodyBytes 1048576 }}
+{{- addf .Values.memoryBaselineMiB $cache $hashing $bodies | ceil | int }}
 {{- end }}
 
 {{/*

@@ -149,6 +149,7 @@ class ServicesCollector(Collector):
         yield from self._pool()
         yield from self._cache()
         yield from self._hashing()
+        yield from self._limits()
         yield from self._tracing()
 
     def _pool(self) -> Iterator[Metric]:
@@ -218,6 +219,17 @@ class ServicesCollector(Collector):
         yield _counter(
             "password_hash_rejected", "Password operations refused (503): queue full. Alert.", hasher.rejected
         )
+
+    def _limits(self) -> Iterator[Metric]:
+        limits = self.services.limits
+        family = CounterMetricFamily(
+            "login_limit_refusals",
+            "Logins (too_many_failed_logins) and signups (too_many_signups) refused with 429. Alert on a rate.",
+            labels=["kind"],
+        )
+        family.add_metric(["login"], limits.refused_logins)
+        family.add_metric(["signup"], limits.refused_signups)
+        yield family
 
     def _tracing(self) -> Iterator[Metric]:
         telemetry = self.services.telemetry

@@ -91,6 +91,9 @@ class LoginLimits:
         self.known_seconds = settings.login_known_client_seconds
         self.signups_per_client = settings.signups_per_client
         self.signup_window = settings.signup_window_seconds
+        # 429s given, for the metrics (a guessing or signup flood shows there before anywhere else).
+        self.refused_logins = 0
+        self.refused_signups = 0
 
     async def begin_login(self, email: str, client: str) -> LoginAttempt:
         """Let a login through, or refuse it with 429 when a limit is reached; before any hashing."""
@@ -106,6 +109,7 @@ class LoginLimits:
         if known not in windows:
             limits |= {by_account: self.per_account, by_client: self.per_client}
         if (wait := blocked_for(windows, limits)) is not None:
+            self.refused_logins += 1
             raise too_many("too_many_failed_logins", "too many failed logins; retry later", wait)
         failures = tuple(Counter(key, self.window) for key in (pair, by_account, by_client))
         mark = Counter(known, self.known_seconds) if self.known_seconds and known not in windows else None
@@ -116,6 +120,7 @@ class LoginLimits:
         key = f"signup:client:{client}"
         wait = blocked_for(await self.store.read([key]), {key: self.signups_per_client})
         if wait is not None:
+            self.refused_signups += 1
             raise too_many("too_many_signups", "too many signups from this client; retry later", wait)
 
     async def count_signup(self, client: str) -> None:
