@@ -218,11 +218,11 @@ async def test_patch_shows_at_once_in_get(client: httpx.AsyncClient) -> None:
     assert await get_body(client, user["id"]) == response.json()
 
 
-async def test_patch_of_a_deleted_user_is_404(client: httpx.AsyncClient) -> None:
+async def test_patch_of_a_deleted_user_is_401_the_delete_revoked_the_token(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     assert (await delete(client, user, token)).status_code == 204
     response = await client.patch(f"/v1/users/{user['id']}", json={"name": "Ghost"}, headers=bearer(token))
-    assert_error(response, 404, "not_found")
+    assert_error(response, 401, "unauthorized")
 
 
 async def test_patch_without_a_token_is_401(client: httpx.AsyncClient) -> None:
@@ -265,10 +265,10 @@ async def test_delete_with_own_token_is_204_then_get_is_404(client: httpx.AsyncC
     assert not await can_log_in(client, user["email"], user["password"])
 
 
-async def test_delete_twice_is_404(client: httpx.AsyncClient) -> None:
+async def test_delete_twice_is_401_the_first_revoked_the_token(client: httpx.AsyncClient) -> None:
     user, token = await user_with_token(client)
     assert (await delete(client, user, token)).status_code == 204
-    assert_error(await delete(client, user, token), 404, "not_found")
+    assert_error(await delete(client, user, token), 401, "unauthorized")
 
 
 async def test_delete_with_another_users_token_is_403(client: httpx.AsyncClient) -> None:

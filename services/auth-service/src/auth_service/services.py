@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from auth_service.observability.telemetry import Telemetry
 from auth_service.security.client_address import ClientAddresses
 from auth_service.security.login_limits import LoginLimits, open_login_limits
 from auth_service.security.passwords import PasswordHasher
+from auth_service.security.revocations import PURGE_INTERVAL_SECONDS, RevokedSubjects
 from auth_service.security.tokens import TokenService
 from auth_service.settings import Settings
 from auth_service.users.store import UserStore
@@ -40,6 +42,7 @@ class Services:
     telemetry: Telemetry
     clients: ClientAddresses
     limits: LoginLimits
+    revocations: RevokedSubjects
 
 
 @contextlib.asynccontextmanager
@@ -64,23 +67,32 @@ async def open_services(
         )
         users = UserStore(db, cache, l2, tracer)
         stack.push_async_callback(users.close)
+        # A revocation matters until the tokens it refuses have expired, leeway included.
+        revocations = RevokedSubjects(settings.token_ttl_seconds + settings.token_leeway_seconds)
         # Its own DSN, so that it can bypass a PgBouncer the pools go through (settings.py says why).
         listener = InvalidationListener(
             driver_dsn(settings.database_listener_url or database_url),
             on_change=users.forget_locally,
             on_gap=cache.clear,
+            on_revoked=revocations.notified,
+            catch_up=functools.partial(revocations.reload, db),
             reconnect_delay=settings.invalidation_reconnect_seconds,
         )
-        # Its keepalive queries are housekeeping, not requests: no spans for them.
+        # Its keepalive queries and the purge are housekeeping, not requests: no spans for them.
         with suppress_instrumentation():
             listening = asyncio.create_task(listener.run(), name="invalidation-listener")
+            purging = asyncio.create_task(revocations.purge_every(db, PURGE_INTERVAL_SECONDS), name="revocation-purge")
         stack.push_async_callback(_cancel, listening)
-        # Start coherent when the database is up; do not wait long when it is not (readiness says so).
+        stack.push_async_callback(_cancel, purging)
+        # Start coherent, revocations loaded, when the database is up; do not wait long when it is not
+        # (readiness says so).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.connected.wait(), settings.db_connect_timeout_seconds)
-        tokens = TokenService(settings)
+        tokens = TokenService(settings, revocations)
         clients = ClientAddresses(settings.trusted_proxies)
-        yield Services(settings, db, cache, l2, users, hasher, tokens, listener, health, telemetry, clients, limits)
+        yield Services(
+            settings, db, cache, l2, users, hasher, tokens, listener, health, telemetry, clients, limits, revocations
+        )
 
 
 def _open_l2(settings: Settings) -> RedisL2 | None:

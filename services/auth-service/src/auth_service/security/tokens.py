@@ -2,7 +2,9 @@
 
 Claims checked on every verification: exp, nbf, iat (each with `token_leeway_seconds` of clock skew,
 default 5 s), aud and iss (exact), sub (present). The header's alg must be the configured one: a
-token signed any other way (`none` included) is refused before its signature is looked at.
+token signed any other way (`none` included) is refused before its signature is looked at. Then,
+on every use, cached or not: a token of a subject revoked since it was issued (revocations.py) is
+refused as an invalid one is.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
+from auth_service.security.revocations import RevokedSubjects
 from auth_service.settings import Settings
 
 REQUIRED_CLAIMS = ["exp", "nbf", "iat", "aud", "iss", "sub"]
@@ -50,8 +53,9 @@ class VerifiedTokens:
 
     Verification (base64, JSON, an HMAC or Ed25519 check, six claim checks) costs tens of
     microseconds; a client sends the same token with every request until it expires, so the
-    answer is kept. Only `exp` can change its verdict, and it is checked on every use. Bounded:
-    the oldest entries go first (dicts keep insertion order).
+    answer is kept. Only `exp` can change its verdict, and it is checked on every use; a revocation
+    is checked after this cache, by TokenService, on every use too. Bounded: the oldest entries go
+    first (dicts keep insertion order).
     """
 
     def __init__(self, max_entries: int, leeway: int) -> None:
@@ -80,7 +84,8 @@ class VerifiedTokens:
 class TokenService:
     """Issues tokens with the active key; verifies with any configured key, chosen by `kid`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, revoked: RevokedSubjects | None = None) -> None:
+        """`revoked`: the subjects whose tokens are refused, the service's own (services.py); else none."""
         self.algorithm = settings.token_algorithm
         self.issuer = settings.token_issuer
         self.audience = settings.token_audience
@@ -91,14 +96,21 @@ class TokenService:
         self._signing = _signing_key(self.algorithm, keys[self.active_kid])
         self._verifying = {kid: _verifying_key(self.algorithm, material) for kid, material in keys.items()}
         self.verified = VerifiedTokens(settings.token_cache_max_entries, self.leeway)
+        self.revoked = revoked if revoked is not None else RevokedSubjects(self.ttl + self.leeway)
 
     def verify_encoded(self, token: str) -> tuple[bytes, dict[str, Any]]:
-        """The claims, as response bytes and as a dict; from the cache of verified tokens when there."""
-        cached = self.verified.get(token, time.time())
-        if cached is not None:
-            return cached
-        claims = self.verify(token)
-        return self.verified.put(token, claims), claims
+        """The claims, as response bytes and as a dict; from the cache of verified tokens when there.
+
+        The one token check of every route, the fast lane's included: a revocation applies to
+        cached verdicts too.
+        """
+        verified = self.verified.get(token, time.time())
+        if verified is None:
+            claims = self.verify(token)
+            verified = self.verified.put(token, claims), claims
+        if self.revoked.refuses(verified[1]):
+            raise InvalidToken("the subject's tokens were revoked")
+        return verified
 
     def issue(self, subject: str) -> str:
         now = int(time.time())

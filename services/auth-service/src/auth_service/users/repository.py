@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, extract, func, insert, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import RowMapping
 
@@ -126,6 +126,12 @@ async def replace_password_hash(db: Database, user_id: uuid.UUID, old_hash: str,
         await conn.execute(statement)
 
 
-async def delete_user(db: Database, user_id: uuid.UUID) -> bool:
+async def delete_user(db: Database, user_id: uuid.UUID) -> float | None:
+    """Delete the user: when its tokens were revoked (epoch seconds), or None when there was no such user.
+
+    A trigger revokes them in the same transaction (migration 0003) at now(), the instant returned.
+    """
+    statement = delete(users).where(users.c.id == user_id).returning(extract("epoch", func.now()))
     async with db.transaction() as conn:
-        return (await conn.execute(delete(users).where(users.c.id == user_id))).rowcount == 1
+        revoked_at = (await conn.execute(statement)).scalar_one_or_none()
+    return None if revoked_at is None else float(revoked_at)

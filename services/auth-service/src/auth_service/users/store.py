@@ -109,7 +109,8 @@ class UserStore:
         finally:
             await self.forget(user_id)
 
-    async def delete(self, user_id: uuid.UUID) -> bool:
+    async def delete(self, user_id: uuid.UUID) -> float | None:
+        """When the user's tokens were revoked (epoch seconds), or None when there was no such user."""
         try:
             return await repository.delete_user(self.db, user_id)
         finally:

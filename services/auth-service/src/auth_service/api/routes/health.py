@@ -19,7 +19,8 @@ async def liveness() -> Response:
 
 @router.get("/readyz", responses=errors(503))
 async def readiness(request: Request) -> Response:
-    """Send traffic here: the database answers and the instance is not shutting down."""
+    """Send traffic here: the database answers, the revoked tokens are loaded, and the instance is not shutting down."""
     services = request.state.services
     await services.health.check_ready(services.db)
+    services.revocations.require_loaded()
     return Response(OK, media_type=JSON)

@@ -193,9 +193,12 @@ async def delete_user(
     services: ServicesDep,
     body: Reauthentication | None = None,
 ) -> Response:
-    """Delete a user: the user's token and `current_password`. Tokens already issued stay valid until they expire."""
+    """Delete a user: the user's token and `current_password`. From then on its tokens are refused everywhere."""
     _require_self(claims, user_id)
     await reauthenticate(services, user_id, body.current_password if body is not None else None, client)
-    if not await services.users.delete(user_id):
+    revoked_at = await services.users.delete(user_id)
+    if revoked_at is None:
         raise not_found("user")
+    # Refused here from this answer on; on the other replicas once the trigger's NOTIFY reaches them.
+    services.revocations.revoke(str(user_id), revoked_at)
     return Response(status_code=204)
