@@ -50,15 +50,15 @@ lock: | $(UV) ## Re-resolve the lock file after changing dependencies
 
 .PHONY: lint
 lint: venv ## ruff (lint and format check), mypy, hadolint on the Dockerfile
-	$(VENV)/bin/ruff check $(SERVICE) tests bench podman
-	$(VENV)/bin/ruff format --check $(SERVICE) tests bench podman
+	$(VENV)/bin/ruff check $(SERVICE) tests bench reliability podman
+	$(VENV)/bin/ruff format --check $(SERVICE) tests bench reliability podman
 	$(VENV)/bin/mypy $(SERVICE)/src
 	$(VENV)/bin/hadolint $(SERVICE)/Dockerfile
 
 .PHONY: fmt
 fmt: venv ## Format and fix what ruff can
-	$(VENV)/bin/ruff format $(SERVICE) tests bench podman
-	$(VENV)/bin/ruff check --fix $(SERVICE) tests bench podman
+	$(VENV)/bin/ruff format $(SERVICE) tests bench reliability podman
+	$(VENV)/bin/ruff check --fix $(SERVICE) tests bench reliability podman
 
 .PHONY: migrate
 migrate: venv ## Migrate the configured (or embedded) database to head
@@ -87,4 +87,4 @@ bench: venv bench-tools ## Service vs baseline vs ceiling, one pinned core each,
 bench-tools: ## Put wrk in .tools/bin unless it is on PATH (apt-get download and dpkg -x: nothing installed)
 	@command -v wrk >/dev/null || [ -x $(WRK) ] || TOOLS_DIR=$(TOOLS) bench/install-wrk.sh
 
-include mk/tools.mk mk/image.mk mk/chart.mk
+include mk/tools.mk mk/image.mk mk/chart.mk mk/reliability.mk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -13,11 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.app import RunningApp, assert_error, create_user, login, new_user, serve
 from tests.utils.otlp_receiver import otlp_receiver
+from tests.utils.waiting import wait_until
 
 EXPECTED = {
     # RED
     "http_server_request_duration_seconds",
     "http_server_requests_in_flight",
+    "http_server_request_bodies_arriving_bytes",
     "http_server_requests_rejected",
     # database pool
     "db_pool_size",
@@ -188,6 +191,19 @@ async def test_logins_and_signups_refused_by_the_limits_are_counted(settings_for
     assert_error(refused_signup, 429, "too_many_signups")
     assert value(families, "login_limit_refusals", kind="login") == 2
     assert value(families, "login_limit_refusals", kind="signup") == 1
+
+
+async def test_a_body_still_arriving_is_not_in_flight_but_its_bytes_are_counted(settings_for: Any) -> None:
+    async with serve(settings_for(admin_port=0)) as app:
+        port = httpx.URL(app.url).port
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/users HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n")
+        writer.write(b'content-length: 100\r\n\r\n{"email": "x')  # 12 of its 100 bytes
+        await wait_until(lambda: app.services.telemetry.in_flight == 1, 5, "the request under way")
+        during = await scrape(app)
+        writer.close()
+    assert value(during, "http_server_requests_in_flight") == 0
+    assert value(during, "http_server_request_bodies_arriving_bytes") == 12
 
 
 async def test_latency_exemplars_carry_the_trace_id_of_sampled_requests(settings_for: Any) -> None:

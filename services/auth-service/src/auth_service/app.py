@@ -43,6 +43,7 @@ def front_door(app: FastAPI) -> ASGIApp:
         max_arriving_bytes=settings.http_max_arriving_body_bytes,
         on_reject=lambda reason: telemetry.metrics.rejected.labels(reason).inc(),
     )
+    telemetry.admission = admitted
     return TelemetryMiddleware(admitted, telemetry)
 
 

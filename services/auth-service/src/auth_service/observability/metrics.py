@@ -233,11 +233,18 @@ class ServicesCollector(Collector):
 
     def _tracing(self) -> Iterator[Metric]:
         telemetry = self.services.telemetry
+        admission = telemetry.admission
         yield _gauge(
             "http_server_requests_in_flight",
-            "Requests being served now. Dashboards; compare with AUTH_MAX_IN_FLIGHT for saturation.",
-            telemetry.in_flight,
+            "Requests admitted and being served now. Dashboards; compare with AUTH_MAX_IN_FLIGHT for saturation.",
+            telemetry.in_flight if admission is None else admission.in_flight,
         )
+        if admission is not None:
+            yield _gauge(
+                "http_server_request_bodies_arriving_bytes",
+                "Bytes of request bodies not yet whole (not admitted); compare with AUTH_HTTP_MAX_ARRIVING_BODY_BYTES.",
+                admission.arriving_bytes,
+            )
         yield _counter(
             "http_server_fast_lane_responses",
             "Requests answered as they were parsed (api/lane.py), of all in the latency histogram. Dashboards.",

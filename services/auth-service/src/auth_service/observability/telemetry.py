@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -17,6 +17,11 @@ from auth_service.settings import Settings
 
 if TYPE_CHECKING:
     from auth_service.services import Services
+
+
+class AdmissionCounts(Protocol):
+    in_flight: int  # requests admitted and not yet answered
+    arriving_bytes: int  # of request bodies not yet whole
 
 
 class Telemetry:
@@ -35,6 +40,10 @@ class Telemetry:
         )
         self.access_log_ratio = settings.access_log_sample_ratio
         self.in_flight = 0  # a plain int on the hot path; exported at scrape time
+        # The admission control in front of the application (app.front_door), when there is one: its
+        # count of admitted requests is the in-flight figure, since ours also counts requests whose
+        # bodies are still arriving (500 of them read as 500 in flight of 250 slots, none refused).
+        self.admission: AdmissionCounts | None = None
         self.lane_responses = 0  # likewise: requests the fast lane answered (api/lane.py)
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
