@@ -24,7 +24,8 @@ from auth_service.api.deps import internal_caller, verified_claims
 from auth_service.api.methods import all_routes
 from auth_service.security.imported_hashes import MIN_HASH_BYTES, MIN_SALT_BYTES
 from auth_service.settings import Settings
-from auth_service.users.schemas import IMPORT_RANGE_MARK, PASSWORD_BOUNDS_MARK
+from auth_service.users.names import visible_character_pattern
+from auth_service.users.schemas import IMPORT_RANGE_MARK, PASSWORD_BOUNDS_MARK, VISIBLE_NAME_MARK
 
 ACCESS_TOKEN = "accessToken"
 BATCH_TOKEN = "batchToken"
@@ -48,6 +49,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             schema = FastAPI.openapi(app)  # FastAPI's own, which it keeps in app.openapi_schema
             set_password_bounds(schema, settings)
             set_import_range(schema, settings)
+            set_visible_names(schema)
             set_security(schema, app, settings)
             return schema
         return app.openapi_schema
@@ -67,6 +69,12 @@ def set_import_range(schema: dict[str, Any], settings: Settings) -> None:
     for node in _objects(schema):
         if node.pop(IMPORT_RANGE_MARK, None):
             node["pattern"] = pattern
+
+
+def set_visible_names(schema: dict[str, Any]) -> None:
+    for node in _objects(schema):
+        if node.pop(VISIBLE_NAME_MARK, None):
+            node["allOf"] = [{"pattern": visible_character_pattern()}]
 
 
 def imported_hash_pattern(settings: Settings) -> str:

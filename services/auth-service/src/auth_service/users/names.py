@@ -17,7 +17,9 @@ Joiners and non-joiners inside a visible name stay: emoji sequences and Persian 
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 import unicodedata
 from typing import Any
 
@@ -56,3 +58,32 @@ def require_visible(value: str) -> str:
 
 def _visible(character: str) -> bool:
     return character not in BLANK_CHARACTERS and unicodedata.category(character) not in INVISIBLE_CATEGORIES
+
+
+@functools.cache
+def visible_character_pattern() -> str:
+    """"Something visible", as a regular expression that finds one visible character, for the schema.
+
+    The invisible characters are whole Unicode categories, so the class is written out from this
+    Python's Unicode database (0.2 s, once: api/openapi.py asks when the schema is built).
+    The BMP as \\u escapes, which Python and ECMA-262 read alike; beyond it, the characters
+    themselves (ECMA-262 reads those with the `u` flag, which JSON Schema asks for). A pattern of its
+    own beside NAME_PATTERN (JSON Schema's patterns search, they are not anchored), since one
+    pattern of both was misread by schemathesis's generator, which sent control characters.
+    """
+    return f"[^{_class_of(code for code in range(sys.maxunicode + 1) if not _visible(chr(code)))}]"
+
+
+def _class_of(codes: Any) -> str:
+    """A character class body for these code points (ascending), as ranges."""
+    ranges: list[list[int]] = []
+    for code in codes:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return "".join(_escaped(low) if low == high else f"{_escaped(low)}-{_escaped(high)}" for low, high in ranges)
+
+
+def _escaped(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)

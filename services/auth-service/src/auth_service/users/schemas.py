@@ -32,6 +32,7 @@ NAME_MAX = 200
 # done before the settings' bounds are checked.
 PASSWORD_CAP = 4096
 PASSWORD_BOUNDS_MARK = "x-password-bounds"
+VISIBLE_NAME_MARK = "x-visible-name"
 
 Name = Annotated[
     str,
@@ -41,7 +42,8 @@ Name = Annotated[
     Field(
         description=f"1 to {NAME_MAX} characters once trimmed, something visible among them; "
         "no control, line-breaking or bidirectional control characters",
-        json_schema_extra={"pattern": NAME_PATTERN},
+        # api/openapi.py completes the pattern with "something visible" (users/names.py).
+        json_schema_extra={"pattern": NAME_PATTERN, VISIBLE_NAME_MARK: True},
     ),
 ]
 # email-validator refuses the special-use domains (RFC 6761: test, invalid, localhost...), which
