@@ -62,7 +62,7 @@ def _visible(character: str) -> bool:
 
 @functools.cache
 def visible_character_pattern() -> str:
-    """"Something visible", as a regular expression that finds one visible character, for the schema.
+    """A regular expression that finds one visible character ("something visible"), for the schema.
 
     The invisible characters are whole Unicode categories, so the class is written out from this
     Python's Unicode database (0.2 s, once: api/openapi.py asks when the schema is built).
