@@ -8,7 +8,7 @@ instance that has not read it is not ready."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
+from auth_service.db.purge import purging
 from tests.cache.test_coherence import COHERENCE_BOUND_SECONDS, listener_pids
 from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, serve
 from tests.utils.ports import free_port
@@ -199,17 +200,13 @@ async def test_the_purge_removes_rows_past_the_horizon_from_the_table_and_the_ma
 
     later = await insert_revocation(sql, HORIZON + 60)
     await wait_until(lambda: revoked.revoked_at(later) is not None, 5, "heard")
-    purging = asyncio.create_task(revoked.purge_every(db, 0.05))  # the lifespan runs it every minute
-    try:
+    # The lifespan purges every minute; the same loop here, every 50 ms.
+    async with purging(functools.partial(revoked.purge, db), "revocations", interval=0.05):
         deadline = time.perf_counter() + 5
         while await stored(sql, later, recent) != {recent}:
             assert time.perf_counter() < deadline, "the loop did not purge the table"
             await asyncio.sleep(0.02)
         assert revoked.revoked_at(later) is None
-    finally:
-        purging.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purging
 
 
 async def test_readiness_waits_for_the_revocations_to_be_loaded(settings_for: Any) -> None:

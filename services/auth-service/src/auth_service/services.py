@@ -15,12 +15,13 @@ from auth_service.cache.invalidation import InvalidationListener
 from auth_service.cache.local import LocalCache
 from auth_service.cache.redis_l2 import RedisL2
 from auth_service.db.engine import Database, driver_dsn
+from auth_service.db.purge import cancel_and_wait, purging
 from auth_service.health import Health
 from auth_service.observability.telemetry import Telemetry
 from auth_service.security.client_address import ClientAddresses
 from auth_service.security.login_limits import LoginLimits, open_login_limits
 from auth_service.security.passwords import PasswordHasher
-from auth_service.security.revocations import PURGE_INTERVAL_SECONDS, RevokedSubjects
+from auth_service.security.revocations import RevokedSubjects
 from auth_service.security.tokens import TokenService
 from auth_service.settings import Settings
 from auth_service.users.store import UserStore
@@ -81,9 +82,8 @@ async def open_services(
         # Its keepalive queries and the purge are housekeeping, not requests: no spans for them.
         with suppress_instrumentation():
             listening = asyncio.create_task(listener.run(), name="invalidation-listener")
-            purging = asyncio.create_task(revocations.purge_every(db, PURGE_INTERVAL_SECONDS), name="revocation-purge")
-        stack.push_async_callback(_cancel, listening)
-        stack.push_async_callback(_cancel, purging)
+            await stack.enter_async_context(purging(functools.partial(revocations.purge, db), "revocations"))
+        stack.push_async_callback(cancel_and_wait, listening)
         # Start coherent, revocations loaded, when the database is up; do not wait long when it is not
         # (readiness says so).
         with contextlib.suppress(TimeoutError):
@@ -104,9 +104,3 @@ def _open_l2(settings: Settings) -> RedisL2 | None:
         timeout=settings.redis_timeout_seconds,
         retry_after=settings.redis_retry_after_seconds,
     )
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -7,12 +7,11 @@ either, and counting nothing would let whoever makes the counters slow guess wit
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 from auth_service.db.engine import Database
-from auth_service.errors import ServiceUnavailable
+from auth_service.db.purge import delete_in_batches
 from auth_service.security.counters import Counter, Window
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,6 @@ DELETE FROM attempt_counters WHERE key = ANY(ARRAY(
     SELECT key FROM attempt_counters WHERE window_end < now() LIMIT $1
 ))
 """
-PURGE_BATCH = 10_000
-PURGE_BATCHES = 20  # a round: up to 200k rows; at a round a minute, 12M rows an hour
 
 
 class PostgresCounters:
@@ -64,27 +61,5 @@ class PostgresCounters:
             await conn.execute(CLEAR, list(keys))
 
     async def purge(self) -> int:
-        """Delete rows whose window ended; how many."""
-        deleted = 0
-        for _ in range(PURGE_BATCHES):
-            async with self.db.driver_connection() as conn:
-                status = await conn.execute(PURGE, PURGE_BATCH)
-            batch = int(status.split()[-1])
-            deleted += batch
-            if batch < PURGE_BATCH:
-                break
-        return deleted
-
-    async def purge_every(self, interval: float) -> None:
-        """Purge every `interval` seconds until cancelled (at shutdown); a fault waits for the next round."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                deleted = await self.purge()
-            except ServiceUnavailable as exc:
-                log.info("attempt counters: purge postponed: %s", exc.code)
-            except Exception:
-                # Housekeeping: whatever went wrong (a schema not migrated yet), the next round retries.
-                log.warning("attempt counters: purge failed", exc_info=True)
-            else:
-                log.debug("attempt counters: purged %d ended windows", deleted)
+        """Delete rows whose window ended, one round (db/purge.py); how many."""
+        return await delete_in_batches(self.db, PURGE)

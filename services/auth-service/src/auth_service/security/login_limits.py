@@ -20,7 +20,6 @@ overrun by about what one client may have in flight, its share of the hashing qu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -28,6 +27,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from auth_service.db.engine import Database
+from auth_service.db.purge import purging
 from auth_service.errors import ApiError, ServiceUnavailable
 from auth_service.security.counters import Counter, CounterStore, FallbackCounters, Window, seconds_until
 from auth_service.security.counters_postgres import PostgresCounters
@@ -35,7 +35,6 @@ from auth_service.security.counters_redis import RedisCounters
 from auth_service.settings import Settings
 
 log = logging.getLogger(__name__)
-PURGE_INTERVAL_SECONDS = 60.0
 
 
 def account_key(email: str) -> str:
@@ -141,12 +140,5 @@ async def open_login_limits(settings: Settings, db: Database) -> AsyncIterator[L
             redis = RedisCounters.from_url(settings.redis_url, settings.redis_timeout_seconds)
             stack.push_async_callback(redis.close)
             store = FallbackCounters(redis, postgres, settings.redis_retry_after_seconds)
-        purging = asyncio.create_task(postgres.purge_every(PURGE_INTERVAL_SECONDS), name="attempt-counter-purge")
-        stack.push_async_callback(_cancel, purging)
+        await stack.enter_async_context(purging(postgres.purge, "attempt counters"))
         yield LoginLimits(store, settings)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

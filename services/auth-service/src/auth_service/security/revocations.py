@@ -16,7 +16,6 @@ by every replica (harmless: the same DELETE).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from auth_service.db.engine import Database
+from auth_service.db.purge import delete_in_batches
 from auth_service.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,6 @@ DELETE FROM revoked_subjects WHERE user_id = ANY(ARRAY(
     SELECT user_id FROM revoked_subjects WHERE revoked_at < now() - make_interval(secs => $1) LIMIT $2
 ))
 """
-PURGE_BATCH = 10_000
-PURGE_BATCHES = 20
-PURGE_INTERVAL_SECONDS = 60.0
 
 
 class RevokedSubjects:
@@ -99,28 +96,6 @@ class RevokedSubjects:
             raise ServiceUnavailable("revocations_not_loaded", "the revoked subjects are not loaded yet")
 
     async def purge(self, db: Database) -> int:
-        """Forget the revocations past the horizon, here and in the table; how many rows went."""
+        """Forget the revocations past the horizon, here and in the table (one round); how many rows went."""
         self.expire(time.time())
-        deleted = 0
-        for _ in range(PURGE_BATCHES):
-            async with db.driver_connection() as conn:
-                status = await conn.execute(PURGE, self.horizon, PURGE_BATCH)
-            batch = int(status.split()[-1])
-            deleted += batch
-            if batch < PURGE_BATCH:
-                break
-        return deleted
-
-    async def purge_every(self, db: Database, interval: float) -> None:
-        """Purge every `interval` seconds until cancelled (at shutdown); a fault waits for the next round."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                deleted = await self.purge(db)
-            except ServiceUnavailable as exc:
-                log.info("revocations: purge postponed: %s", exc.code)
-            except Exception:
-                # Housekeeping: whatever went wrong, the next round retries.
-                log.warning("revocations: purge failed", exc_info=True)
-            else:
-                log.debug("revocations: purged %d rows past the horizon", deleted)
+        return await delete_in_batches(db, PURGE, self.horizon)
