@@ -199,7 +199,9 @@ async def test_a_body_still_arriving_is_not_in_flight_but_its_bytes_are_counted(
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /v1/users HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n")
         writer.write(b'content-length: 100\r\n\r\n{"email": "x')  # 12 of its 100 bytes
-        await wait_until(lambda: app.services.telemetry.in_flight == 1, 5, "the request under way")
+        admission = app.services.telemetry.admission
+        assert admission is not None
+        await wait_until(lambda: admission.arriving_bytes == 12, 5, "the body under way")
         during = await scrape(app)
         writer.close()
     assert value(during, "http_server_requests_in_flight") == 0

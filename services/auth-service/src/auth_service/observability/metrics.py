@@ -237,7 +237,7 @@ class ServicesCollector(Collector):
         yield _gauge(
             "http_server_requests_in_flight",
             "Requests admitted and being served now. Dashboards; compare with AUTH_MAX_IN_FLIGHT for saturation.",
-            telemetry.in_flight if admission is None else admission.in_flight,
+            0 if admission is None else admission.in_flight,
         )
         if admission is not None:
             yield _gauge(

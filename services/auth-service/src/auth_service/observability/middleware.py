@@ -130,7 +130,6 @@ class TelemetryMiddleware:
                     message["headers"] = [*message.get("headers", ()), (b"traceresponse", traceresponse)]
             await send(message)
 
-        telemetry.in_flight += 1
         profiling = telemetry.slow_requests.begin()
         try:
             await self.app(scope, receive, send_observed)
@@ -152,7 +151,6 @@ class TelemetryMiddleware:
                 span.record_exception(exc)
             raise
         finally:
-            telemetry.in_flight -= 1
             self._finish(scope, status, time.perf_counter() - started, span, token, profiling)
 
     def _start_span(self, scope: Scope) -> tuple[trace.Span | None, object | None]:

@@ -39,12 +39,11 @@ class Telemetry:
             max_seconds=settings.slow_request_profile_max_seconds,
         )
         self.access_log_ratio = settings.access_log_sample_ratio
-        self.in_flight = 0  # a plain int on the hot path; exported at scrape time
-        # The admission control in front of the application (app.front_door), when there is one: its
-        # count of admitted requests is the in-flight figure, since ours also counts requests whose
-        # bodies are still arriving (500 of them read as 500 in flight of 250 slots, none refused).
+        # The admission control in front of the application (app.front_door sets it): its count of
+        # admitted requests is the in-flight figure. This middleware, in front of it, also counted
+        # requests whose bodies were still arriving (500 of them read as 500 in flight of 250 slots).
         self.admission: AdmissionCounts | None = None
-        self.lane_responses = 0  # likewise: requests the fast lane answered (api/lane.py)
+        self.lane_responses = 0  # a plain int on the hot path, exported at scrape time: requests the fast lane answered
         self.provider: TracerProvider | None = None
         self.tracer: trace.Tracer | None = None
         self.edge_ratio: float | None = None
