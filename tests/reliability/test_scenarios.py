@@ -110,6 +110,27 @@ async def test_overload_at_3x_and_10x_gets_fast_honest_503s_in_bounded_memory(co
     assert levels["3x again"]["rss_mb_peak"] - levels["3x"]["rss_mb_peak"] <= overload.REPEAT_GROWTH_MB, described
 
 
+@pytest.mark.parametrize(
+    ("offered", "loop_lag_ms", "service_cores", "bound"),
+    [
+        (14_000, 250.0, 0.56, True),  # the client's loop fell behind while the service had time: the client's limit
+        (14_000, 250.0, 0.95, False),  # the service was the busy one: its socket queue is its own fault
+        (14_000, 2.0, 0.56, False),  # the client kept time, short since its connections all awaited answers
+        (50_000, 250.0, 0.56, False),  # the target was reached
+    ],
+)
+async def test_a_level_is_the_generators_limit_only_when_the_client_fell_behind(
+    offered: int, loop_lag_ms: float, service_cores: float, bound: bool
+) -> None:
+    level = {
+        "offered_rps": offered,
+        "target_rps": 53_000,
+        "client_loop_lag_p99_ms": loop_lag_ms,
+        "service_cores": service_cores,
+    }
+    assert overload.generator_bound(level) is bound
+
+
 async def test_slow_clients_hold_no_slot_and_normal_traffic_keeps_its_p99(context: Context) -> None:
     entry, params = await held(context, "slow"), SCENARIOS["slow"].quick
     described = json.dumps(entry, indent=2, default=str)

@@ -71,7 +71,14 @@ def visible_character_pattern() -> str:
     own beside NAME_PATTERN (JSON Schema's patterns search, they are not anchored), since one
     pattern of both was misread by schemathesis's generator, which sent control characters.
     """
-    return f"[^{_class_of(code for code in range(sys.maxunicode + 1) if not _visible(chr(code)))}]"
+    return f"[^{_class_of(code for code in _scalar_values() if not _visible(chr(code)))}]"
+
+
+def _scalar_values() -> Any:
+    """Every code point but the surrogates. A lone surrogate is no Unicode text and is refused in any
+    field (422), and a regex engine that works on scalar values (jsonschema-rs, which schemathesis
+    validates with) rejects a pattern naming one: the whole rule then went unread."""
+    return (code for code in range(sys.maxunicode + 1) if not 0xD800 <= code <= 0xDFFF)
 
 
 def _class_of(codes: Any) -> str:
