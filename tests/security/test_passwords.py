@@ -35,9 +35,12 @@ def make_hasher(settings_for: Any) -> Iterator[MakeHasher]:
         hasher.close()
 
 
-@pytest.fixture
-def hasher(make_hasher: MakeHasher) -> PasswordHasher:
-    return make_hasher()
+BACKENDS = ("libsodium", "argon2-cffi")
+
+
+@pytest.fixture(params=BACKENDS)
+def hasher(make_hasher: MakeHasher, request: pytest.FixtureRequest) -> PasswordHasher:
+    return make_hasher(argon2_backend=request.param)
 
 
 def phc_parameters(phc: str) -> tuple[str, dict[str, int]]:
@@ -85,6 +88,40 @@ async def test_needs_rehash_when_the_parameters_changed(make_hasher: MakeHasher)
     assert old.needs_rehash(stored) is False
     assert new.needs_rehash(stored) is True
     assert new.needs_rehash("not-a-phc-string") is True
+
+
+# --- the two libraries: the same strings, each reads the other's
+
+
+@pytest.mark.parametrize(("maker", "checker"), [BACKENDS, BACKENDS[::-1]])
+async def test_a_hash_made_by_one_library_verifies_with_the_other(
+    make_hasher: MakeHasher, maker: str, checker: str
+) -> None:
+    made, checking = make_hasher(argon2_backend=maker), make_hasher(argon2_backend=checker)
+    stored = await made.hash(PASSWORD)
+    theirs = await checking.hash(PASSWORD)
+    assert phc_parameters(stored) == phc_parameters(theirs)
+    assert [len(part) for part in stored.split("$")[4:]] == [len(part) for part in theirs.split("$")[4:]]
+    assert await checking.verify(stored, PASSWORD) is True
+    assert await checking.verify(stored, PASSWORD + "!") is False
+    # Same parameters, salt and digest lengths: no rehash on a login after switching library.
+    assert checking.needs_rehash(stored) is False
+
+
+async def test_libsodium_verifies_an_argon2_cffi_hash_of_several_lanes(make_hasher: MakeHasher) -> None:
+    # Imports may carry p up to argon2_import_max_parallelism; libsodium hashes with one lane only.
+    lanes = make_hasher(argon2_backend="argon2-cffi", argon2_parallelism=4)
+    stored = await lanes.hash(PASSWORD)
+    assert phc_parameters(stored)[1]["p"] == 4
+    sodium = make_hasher(argon2_backend="libsodium")
+    assert await sodium.verify(stored, PASSWORD) is True
+    assert await sodium.verify(stored, "wrong password") is False
+    assert sodium.needs_rehash(stored) is True
+
+
+def test_libsodium_with_more_than_one_lane_is_a_configuration_error(settings_for: Any) -> None:
+    with pytest.raises(ValueError, match="one lane"):
+        settings_for(argon2_backend="libsodium", argon2_parallelism=2)
 
 
 # --- the unknown-user path

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import jwt
+import pytest
 
 from auth_service.services import driver_dsn
 from auth_service.settings import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST
@@ -162,6 +163,24 @@ async def test_login_rehashes_a_password_stored_with_old_parameters(settings_for
         await login(new.client, user["email"], user["password"])
         assert time_cost(await stored_password_hash(database_url, user["id"])) == 3
         await login(new.client, user["email"], user["password"])
+
+
+@pytest.mark.parametrize(("before", "after"), [("argon2-cffi", "libsodium"), ("libsodium", "argon2-cffi")])
+async def test_a_switch_of_argon2_library_keeps_every_login_and_rehashes_on_a_cost_change(
+    settings_for: Any, database_url: str, before: str, after: str
+) -> None:
+    async with serve(settings_for(argon2_backend=before)) as old:
+        user = await create_user(old.client)
+    stored = await stored_password_hash(database_url, user["id"])
+    async with serve(settings_for(argon2_backend=after)) as switched:
+        await login(switched.client, user["email"], user["password"])
+        assert await stored_password_hash(database_url, user["id"]) == stored  # same parameters: kept
+        wrong = {"email": user["email"], "password": "wrong-password"}
+        assert_error(await switched.client.post("/v1/auth/token", json=wrong), 401, "invalid_credentials")
+    async with serve(settings_for(argon2_backend=after, argon2_time_cost=3)) as costlier:
+        await login(costlier.client, user["email"], user["password"])
+        assert time_cost(await stored_password_hash(database_url, user["id"])) == 3
+        await login(costlier.client, user["email"], user["password"])
 
 
 # --- GET /v1/auth/verify

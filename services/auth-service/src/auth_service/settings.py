@@ -176,6 +176,10 @@ class Settings(DatabaseSettings):
     argon2_time_cost: int = Field(OWASP_MIN_TIME_COST, ge=1)
     argon2_memory_kib: int = Field(OWASP_MIN_MEMORY_KIB, ge=8)
     argon2_parallelism: int = Field(1, ge=1)
+    # Which library computes argon2id: both write and read the same PHC strings, so a change keeps every
+    # stored hash. libsodium (PyNaCl) hashes with one lane only (argon2_parallelism 1) and costs less
+    # CPU per hash at the same parameters (`python -m bench.hashing` measures both).
+    argon2_backend: Literal["libsodium", "argon2-cffi"] = "libsodium"
     # The CPUs this process may use (cpu_quota.py), not the node's: in a 1-CPU pod on a 64-core node
     # os.cpu_count() is 64, and 64 argon2 threads of 19 MiB each would take 1.2 GiB and share one
     # CPU's quota, so hashes would queue in the threads instead of being refused with a 503.
@@ -327,6 +331,8 @@ class Settings(DatabaseSettings):
             raise ValueError("argon2_import_min_memory_kib is above argon2_import_max_memory_kib")
         if self.argon2_import_min_time_cost > self.argon2_import_max_time_cost:
             raise ValueError("argon2_import_min_time_cost is above argon2_import_max_time_cost")
+        if self.argon2_backend == "libsodium" and self.argon2_parallelism != 1:
+            raise ValueError("argon2_backend libsodium hashes with one lane: set argon2_parallelism 1 or argon2-cffi")
         if self.otel_bsp_max_export_batch_size > self.otel_bsp_max_queue_size:
             raise ValueError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed OTEL_BSP_MAX_QUEUE_SIZE")
         if self.environment != "development":

@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn, TypeVar
 
+import nacl.pwhash.argon2id as sodium_argon2id
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from nacl.exceptions import CryptoError
 from opentelemetry import trace
 from prometheus_client import Histogram
 
@@ -31,12 +33,10 @@ class PasswordHasher:
     ) -> None:
         self.tracer = tracer
         self.wait_histogram = wait_histogram
-        self._argon2 = Argon2Hasher(
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism,
-            type=Type.ID,
+        self._argon2 = Argon2id(
+            settings.argon2_backend, settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
         )
+        self.backend = settings.argon2_backend
         self.workers = settings.hash_workers
         self.capacity = settings.hash_capacity
         # The most one client (address) may hold of the capacity: beyond, it gets the 503, not the others.
@@ -73,11 +73,11 @@ class PasswordHasher:
         return hashes
 
     async def verify(self, password_hash: str, password: str, client: str | None = None) -> bool:
-        return await self._run("verify", client, self._verify, password_hash, password)
+        return await self._run("verify", client, self._argon2.verify, password_hash, password)
 
     async def verify_dummy(self, password: str, client: str | None = None) -> None:
         """Spend the time of a verification at the current parameters (unknown user), and fail."""
-        await self._run("verify", client, self._verify, self._dummy_hash, password)
+        await self._run("verify", client, self._argon2.verify, self._dummy_hash, password)
 
     async def failure_floor(self) -> float:
         """Seconds a failed credential check takes at least (see FLOOR_MARGIN); measured on first use."""
@@ -90,23 +90,14 @@ class PasswordHasher:
         if self._costliest == self._current:
             return self._dummy_seconds * FLOOR_MARGIN
         memory, time_cost, _ = self._costliest
-        costliest = Argon2Hasher(time_cost=time_cost, memory_cost=memory, parallelism=1, type=Type.ID)
+        costliest = Argon2id(self.backend, time_cost, memory, 1)
         loop = asyncio.get_running_loop()
         work = (secrets.token_urlsafe(24),)
         _, started_at, finished_at = await loop.run_in_executor(self._executor, _timed, costliest.hash, work)
         return (finished_at - started_at) / 1e9 * FLOOR_MARGIN
 
     def needs_rehash(self, password_hash: str) -> bool:
-        try:
-            return self._argon2.check_needs_rehash(password_hash)
-        except InvalidHashError:
-            return True
-
-    def _verify(self, password_hash: str, password: str) -> bool:
-        try:
-            return self._argon2.verify(password_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
+        return self._argon2.needs_rehash(password_hash)
 
     async def _run(self, operation: str, client: str | None, work: Callable[..., T], *args: str) -> T:
         self._admit(client)
@@ -154,6 +145,42 @@ class PasswordHasher:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class Argon2id:
+    """argon2id at fixed parameters, computed by libsodium (PyNaCl) or by argon2-cffi (libargon2).
+
+    libsodium picks an implementation for the CPU it runs on (AVX2, AVX-512), which libargon2 as
+    argon2-cffi ships does not: less CPU per hash at the same parameters (`python -m bench.hashing`).
+    Both write the same PHC strings (v=19, 16-byte salt, 32-byte hash) and each verifies the other's,
+    so switching keeps every stored hash. Reading a hash's parameters, for a rehash, is argon2-cffi's.
+    """
+
+    def __init__(self, backend: str, time_cost: int, memory_kib: int, lanes: int) -> None:
+        self.sodium = backend == "libsodium"
+        self.time_cost, self.memory_kib = time_cost, memory_kib
+        self._cffi = Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=lanes, type=Type.ID)
+
+    def hash(self, password: str) -> str:
+        if self.sodium:
+            made = sodium_argon2id.str(password.encode(), opslimit=self.time_cost, memlimit=self.memory_kib * 1024)
+            return made.decode("ascii")
+        return self._cffi.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """False for a wrong password and for a string that is no argon2id hash alike."""
+        try:
+            if self.sodium:
+                return bool(sodium_argon2id.verify(password_hash.encode("ascii", "replace"), password.encode()))
+            return self._cffi.verify(password_hash, password)
+        except (CryptoError, VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        try:
+            return self._cffi.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True
 
 
 # Timing after a cost change. A stored hash is verified at its own parameters, which stay until the
