@@ -29,6 +29,7 @@ run: venv ## Serve on 127.0.0.1:8000 (embedded PostgreSQL under .data/ unless AU
 test: venv tools ## Run the whole test suite (AUTH_TEST_DATABASE_URL names a server, else an embedded one)
 	@$(MAKE) --no-print-directory bench-tools || echo "make test: no wrk; the benchmark harness test is skipped" >&2
 	@$(MAKE) --no-print-directory image-engine || echo "make test: no podman; the container checks are skipped" >&2
+	@$(MAKE) --no-print-directory browser || echo "make test: no chromium; the Locust web UI test is skipped" >&2
 	$(VENV)/bin/pytest
 
 ##@ Development
@@ -50,15 +51,15 @@ lock: | $(UV) ## Re-resolve the lock file after changing dependencies
 
 .PHONY: lint
 lint: venv ## ruff (lint and format check), mypy, hadolint on the Dockerfile
-	$(VENV)/bin/ruff check $(SERVICE) tests bench reliability podman
-	$(VENV)/bin/ruff format --check $(SERVICE) tests bench reliability podman
+	$(VENV)/bin/ruff check $(SERVICE) tests bench reliability loadtests podman
+	$(VENV)/bin/ruff format --check $(SERVICE) tests bench reliability loadtests podman
 	$(VENV)/bin/mypy $(SERVICE)/src
 	$(VENV)/bin/hadolint $(SERVICE)/Dockerfile
 
 .PHONY: fmt
 fmt: venv ## Format and fix what ruff can
-	$(VENV)/bin/ruff format $(SERVICE) tests bench reliability podman
-	$(VENV)/bin/ruff check --fix $(SERVICE) tests bench reliability podman
+	$(VENV)/bin/ruff format $(SERVICE) tests bench reliability loadtests podman
+	$(VENV)/bin/ruff check --fix $(SERVICE) tests bench reliability loadtests podman
 
 .PHONY: migrate
 migrate: venv ## Migrate the configured (or embedded) database to head
@@ -87,4 +88,4 @@ bench: venv bench-tools ## Service vs baseline vs ceiling, one pinned core each,
 bench-tools: ## Put wrk in .tools/bin unless it is on PATH (apt-get download and dpkg -x: nothing installed)
 	@command -v wrk >/dev/null || [ -x $(WRK) ] || TOOLS_DIR=$(TOOLS) bench/install-wrk.sh
 
-include mk/tools.mk mk/image.mk mk/chart.mk mk/reliability.mk
+include mk/tools.mk mk/image.mk mk/chart.mk mk/reliability.mk mk/load.mk

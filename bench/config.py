@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from loadtests import mix as request_mix
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 
-ENDPOINTS = ("verify", "user_hit", "user_miss", "login", "create", "mixed")
+# update: PATCH of the name alone (the mix's `update` kind), so that its CPU per request is a figure of its own.
+ENDPOINTS = ("verify", "user_hit", "user_miss", "login", "create", "update", "mixed")
 # The mix less its argon2 requests, measured beside it (service only): what the rest of the mix costs.
 MIXED_NO_HASHING = "mixed_no_hashing"
 REPORTED_ENDPOINTS = (*ENDPOINTS, MIXED_NO_HASHING)
@@ -18,11 +20,13 @@ SERVERS = ("service", "baseline", "ceiling")
 CEILING_ENDPOINTS = ("verify", "user_hit")
 # Each request costs an argon2id hash (~20 ms): a few connections saturate the one hashing thread.
 HASHING_ENDPOINTS = ("login", "create")
+# They query or write PostgreSQL on (nearly) every request: their entries give its CPU per request.
+DATABASE_ENDPOINTS = ("user_miss", "login", "create", "update", "mixed", MIXED_NO_HASHING)
 
-# The production mix. Creates cost an argon2 hash each, so writes are mostly PATCHes of a name.
-MIX_ENV = "AUTH_BENCH_MIX"
-DEFAULT_MIX = {"verify": 70.0, "user_hit": 20.0, "not_found": 7.0, "update": 2.5, "create": 0.4, "login": 0.1}
-HASHING_KINDS = ("create", "login")
+# The production mix, shared with the Locust scenarios (loadtests/mix.py).
+MIX_ENV = request_mix.BENCH_MIX_ENV
+DEFAULT_MIX = request_mix.DEFAULT_MIX
+HASHING_KINDS = request_mix.HASHING_KINDS
 
 
 def without_hashing(mix: dict[str, float]) -> dict[str, float]:
@@ -36,16 +40,7 @@ def hashing_share(mix: dict[str, float]) -> float:
 
 def mix_from_env(environ: dict[str, str] | None = None) -> dict[str, float]:
     """The mixed weights: AUTH_BENCH_MIX="verify=70,user_hit=20,..." replaces the named ones."""
-    text = (environ if environ is not None else os.environ).get(MIX_ENV, "")
-    mix = dict(DEFAULT_MIX)
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, weight = item.partition("=")
-        if name not in DEFAULT_MIX:
-            raise ValueError(f"{MIX_ENV}: unknown request kind {name!r}; known: {', '.join(DEFAULT_MIX)}")
-        mix[name] = float(weight)
-    if sum(mix.values()) <= 0:
-        raise ValueError(f"{MIX_ENV}: the weights add up to nothing")
-    return mix
+    return request_mix.mix_from_env(MIX_ENV, environ)
 
 
 @dataclass(frozen=True)
