@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description="Benchmark the service, baseline and ceiling.")
     p.add_argument("--duration", type=int, help="seconds per measured run (whole seconds; default 10)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up before each endpoint (default 3; 0: none)")
-    p.add_argument("--repetitions", type=int, help="measured runs per endpoint and server (default 3)")
+    p.add_argument("--repetitions", type=int, help="interleaved rounds per endpoint, one run of each server (3)")
     p.add_argument("--endpoints", type=lambda text: names(text, ENDPOINTS), help=f"of {','.join(ENDPOINTS)}")
     p.add_argument("--servers", type=lambda text: names(text, SERVERS), help=f"of {','.join(SERVERS)}")
     p.add_argument("--output-dir", type=Path, help="where results go (default bench/results)")
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-rate-share", type=float, help="pace the fixed-rate run at this share of saturation (0.7)")
     p.add_argument("--no-tracing", action="store_true", help="skip the tracing-overhead runs")
     p.add_argument("--no-allocations", action="store_true", help="skip the tracemalloc pass")
-    p.add_argument("--quick", action="store_true", help="1 s runs, 1 repetition, 1 s warm-up, fewer users")
+    p.add_argument("--quick", action="store_true", help="1 s runs, 1 round, 1 s warm-up, fewer users")
     p.add_argument(
         "--service-setting",
         dest="service_settings",

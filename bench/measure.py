@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,16 +10,44 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.servers import child_pids
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GC_PAUSE = "python_gc_pause_seconds"
 
 
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command: state (field 3) first, then ppid (4) ... utime (14), stime (15),
+    cutime (16) and cstime (17)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system time of every thread of the process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # After the command come state (field 3) ... utime (14) and stime (15).
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system time of a process, of its children that have exited (cutime and cstime, once it
+    has reaped them) and of those still running: PostgreSQL's postmaster and every process it forked."""
+    total = sum(int(ticks) for ticks in stat_fields(pid)[11:15]) / CLOCK_TICKS
+    for child in child_pids(pid):
+        # A child that exits between the listing and the reading reaches the parent's cutime once reaped.
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(child)
+    return total
+
+
+def postgres_parent(pid: int) -> int | None:
+    """The postmaster of a PostgreSQL backend of this machine, or None when the pid is not one here."""
+    try:
+        parent = int(stat_fields(pid)[1])
+        commands = [Path(f"/proc/{found}/comm").read_text().strip() for found in (pid, parent)]
+    except (OSError, ValueError, IndexError):
+        return None
+    return parent if commands == ["postgres", "postgres"] else None
 
 
 def main_thread_schedstat(pid: int) -> tuple[float, float]:

@@ -27,6 +27,8 @@ def markdown(results: dict[str, Any]) -> str:
     sections = [
         header(results),
         saturation_table(results),
+        ratios_table(results),
+        database_table(results),
         paced_table(results),
         gc_table(results),
         tracing_table(results),
@@ -73,8 +75,9 @@ def header(results: dict[str, Any]) -> str:
             f"load average at start {m['load_average_at_start']}; server on CPU {m['server_cpu']}, "
             f"wrk on CPU {m['client_cpu']}.",
             f"- Versions: {stack}.",
-            f"- Runs: {s['warmup_s']} s warm-up, then {s['repetitions']} x {s['duration_s']} s at saturation "
-            f"(median, min-max), then {s['duration_s']} s paced at {s['fixed_rate_share']:.0%} of the median; "
+            f"- Runs: {s['warmup_s']} s warm-up, then {s['repetitions']} interleaved rounds of {s['duration_s']} s "
+            f"at saturation (median, min-max), then {s['duration_s']} s paced at {s['fixed_rate_share']:.0%} of the "
+            "median; "
             f"{s['users']:,} users, a hot set of {s['hot_set']:,}, {s['tokens']} tokens; "
             f"{s['connections']} connections ({s['hashing_connections']} for login and create); "
             f"the database: {s.get('database', 'unknown')}. "
@@ -116,14 +119,87 @@ def saturation_table(results: dict[str, Any]) -> str:
             num(e.get("capacity_rps")),
             num(e.get("cpu_pct")),
             num(e.get("stolen_pct")),
-            num(e.get("client_cpu_pct")),
+            num(e.get("client_cpu_pct")) + (f" {BOUND}" if e.get("load_generator_bound") else ""),
             num(e.get("rss_mb")),
             e["error"] if "error" in e else num(e.get("errors")),
             num(e.get("shed", 0)),
         ]
         for endpoint, server, e in entries(results)
     ]
-    return "## Saturation\n\n" + table(head, rows)
+    rounds = results["settings"]["repetitions"]
+    intro = (
+        f"The servers of an endpoint were measured in {rounds} interleaved rounds (service, baseline, ceiling, "
+        "service, ...); each server's figures are the medians of its runs."
+    )
+    return f"## Saturation\n\n{intro}\n\n" + table(head, rows) + bound_note(results)
+
+
+# Marks a figure wrk's own limit set.
+BOUND = "(wrk-bound)"
+
+
+def bound_note(results: dict[str, Any]) -> str:
+    bound = [f"{endpoint} {server}" for endpoint, server, e in entries(results) if e.get("load_generator_bound")]
+    if not bound:
+        return ""
+    pct = results["settings"].get("load_generator_bound_pct", 90)
+    return (
+        f"\n\n{BOUND}: {', '.join(bound)}. wrk used {pct:g}% or more of its core, so that rps is the load "
+        "generator's limit, not the server's: the server would have answered more, and a ratio against it "
+        "is at most the figure shown. rps/core, from the server's own CPU time, is much less affected."
+    )
+
+
+def ratios_table(results: dict[str, Any]) -> str:
+    found = results.get("ratios")
+    if not found:
+        return ""
+    head = ["endpoint", "service vs", "rps ratio", "each round", "ratio of medians", "rps/core ratio", "each round"]
+    rows = [
+        [
+            endpoint,
+            other.removeprefix("vs_") + (f" {BOUND}" if r["load_generator_bound"] else ""),
+            num(r["median"], 3),
+            " / ".join(num(value, 3) for value in r["runs"]),
+            num(r["of_medians"], 3),
+            num(r["by_cpu"], 3),
+            " / ".join(num(value, 3) for value in r["by_cpu_runs"]),
+        ]
+        for endpoint, by_other in found.items()
+        for other, r in by_other.items()
+    ]
+    return (
+        "## Ratios between servers, round by round\n\n"
+        "Each round's ratio is the service's run over the other server's run of the same round, seconds apart; "
+        "the ratio reported (and checked by the targets) is the median of the rounds' ratios. The ratio of "
+        "the per-server medians is shown for comparison.\n\n" + table(head, rows)
+    )
+
+
+def database_table(results: dict[str, Any]) -> str:
+    rows = [
+        [
+            endpoint,
+            server,
+            num(e["db_cpu_us_per_request"]),
+            num(e.get("db_cpu_pct")),
+            num(e.get("client_cpu_pct")),
+            num(e.get("cpu_us_per_request")),
+        ]
+        for endpoint, server, e in entries(results)
+        if "db_cpu_us_per_request" in e
+    ]
+    if not rows:
+        return ""
+    head = ["endpoint", "server", "PostgreSQL CPU us/req", "PostgreSQL CPU %", "wrk CPU %", "server CPU us/req"]
+    where = results["settings"].get("database", "unknown")
+    shared = " PostgreSQL's CPU % and wrk's add up to their one core's load." if "pinned to CPU" in where else ""
+    return (
+        "## PostgreSQL's CPU (saturation runs)\n\n"
+        "The postmaster and every process it forked (backends, WAL writer, checkpointer, autovacuum), from "
+        "/proc before and after each measured run, over the requests answered; "
+        f"the database: {where}.{shared}\n\n" + table(head, rows)
+    )
 
 
 def paced_table(results: dict[str, Any]) -> str:
@@ -218,20 +294,22 @@ def allocation_table(results: dict[str, Any]) -> str:
 
 
 def targets_table(results: dict[str, Any]) -> str:
-    head = ["target", "measured", "met", "margin", "by CPU time", "met by CPU time"]
+    head = ["target", "measured", "met", "margin", "by CPU time", "met by CPU time", "each round"]
     rows = [target_row(t) for t in results.get("targets", {}).values()]
     return (
         "## Targets\n\nmargin: how far past the goal, in the good direction (negative: missed by that much). "
-        "by CPU time: the same figure from rps/core (1e6 / CPU us per request), which other load does not move.\n\n"
-        + table(head, rows)
+        "by CPU time: the same figure from rps/core (1e6 / CPU us per request), which other load does not move. "
+        "A ratio is the median of the rounds' ratios, each round's in the last column. "
+        f"{BOUND}: wrk's own limit set a figure it reads (see the saturation table).\n\n" + table(head, rows)
     )
 
 
 def target_row(t: dict[str, Any]) -> list[str]:
     digits = 0 if t["unit"] in ("rps", "B") else 2
     by_cpu = [num(t["by_cpu"], digits) + f" {t['unit']}", yes_no(t["met_by_cpu"])] if "by_cpu" in t else ["", ""]
-    measured = num(t["measured"], digits) + f" {t['unit']}"
-    return [t["description"], measured, yes_no(t["met"]), num(t["margin_pct"], 1) + " %", *by_cpu]
+    measured = num(t["measured"], digits) + f" {t['unit']}" + (f" {BOUND}" if t.get("load_generator_bound") else "")
+    each = " / ".join(num(value, digits) for value in t.get("ratio_runs", []))
+    return [t["description"], measured, yes_no(t["met"]), num(t["margin_pct"], 1) + " %", *by_cpu, each]
 
 
 def mixed_breakdown(results: dict[str, Any]) -> str:

@@ -1,12 +1,15 @@
 """A benchmark run: the service, the baseline and the ceiling measured on the same endpoints and data.
 
-Blocks, each one server process pinned to one CPU: the service as shipped (it also seeds the data), the
-service with a one-entry cache (user_miss), the baseline, the ceiling, the service with tracing at each
-sampling ratio; then the allocation pass in this process. Results go to --output-dir.
+Each server one process pinned to the same CPU. The service starts first and seeds the data; the
+baseline and the ceiling start beside it, and every endpoint is measured on the servers that serve it
+in interleaved rounds (bench/rounds.py), the others idle meanwhile. Then user_miss, on the service with
+a one-entry cache and the baseline; the service with tracing at each sampling ratio, in rounds of its
+own; the allocation pass in this process. Results go to --output-dir.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import secrets
@@ -21,17 +24,30 @@ from typing import Any
 import httpx
 
 from auth_service.services import driver_dsn
-from bench import allocations, database, machine, method, seed, servers, stats, steadiness, targets, tracing
-from bench.config import DISTURBED_PCT, MIXED_NO_HASHING, Config, hashing_share
+from bench import (
+    allocations,
+    database,
+    machine,
+    method,
+    ratios,
+    rounds,
+    seed,
+    servers,
+    stats,
+    steadiness,
+    targets,
+    tracing,
+)
+from bench.config import DISTURBED_PCT, ENDPOINTS, MIXED_NO_HASHING, SERVERS, Config, hashing_share
 from bench.runner import Runner
 from bench.servers import Server
 from bench.tools import wrk_version
 
-SERVICE_ENDPOINTS = ("verify", "user_hit", "login", "create", "mixed", MIXED_NO_HASHING)
-BASELINE_ENDPOINTS = ("verify", "user_hit", "user_miss", "login", "create", "mixed")
+# Measured with the service as shipped, in this order; user_miss comes after, on a service of its own.
+SHARED_ENDPOINTS = ("verify", "user_hit", "login", "create", "update", "mixed")
+# Measured in the rounds of another endpoint, on the service: the mix less its hashing, beside the mix.
+BESIDE = {"mixed": MIXED_NO_HASHING}
 MISS_CACHE_ENTRIES = 1
-# Above this share of its CPU, wrk rather than the server may have set the pace.
-CLIENT_BOUND_PCT = 90.0
 
 
 class Bench:
@@ -50,21 +66,16 @@ class Bench:
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         with (
-            database.database_server(self.config.client_cpu) as (server, where),
-            database.fresh_database(server) as url,
+            database.database_server(self.config.client_cpu) as server,
+            database.fresh_database(server.url) as url,
         ):
             self.database_url = url
+            self.runner.postmaster = server.postmaster
             self.env = servers.common_env(driver_dsn(url), self.keys, self.batch_token)
             self.service_env = self.env | servers.ONE_CLIENT_SETTINGS | self.config.service_settings
             self.results |= self.describe(url)
-            self.results["settings"]["database"] = where
-            self.probe_speed("before the service")
-            self.service()
-            self.attempt("service with a one-entry cache", self.service_missing_cache)
-            self.probe_speed("before the baseline")
-            self.attempt("baseline", self.baseline)
-            self.probe_speed("before the ceiling")
-            self.attempt("ceiling", self.ceiling)
+            self.results["settings"]["database"] = server.where
+            self.endpoints()
             self.probe_speed("before tracing")
             self.attempt("tracing overhead", self.tracing)
             self.attempt("allocations", self.allocations)
@@ -73,6 +84,7 @@ class Bench:
         unsteady = steadiness.unsteady(self.results["host_speed"])
         if unsteady:
             self.note(unsteady)
+        self.results["ratios"] = ratios.summary(self.results)
         self.results["targets"] = targets.evaluate(self.results)
         self.results["mixed_breakdown"] = targets.mixed_breakdown(self.results, hashing_share(self.config.mix))
         self.results["latency_breakdown"] = targets.latency_breakdown(self.results)
@@ -92,33 +104,69 @@ class Bench:
 
     # --- the blocks
 
-    def service(self) -> None:
-        """The service as shipped: seeds the data, fetches the ceiling's answers, measures its endpoints."""
-        with servers.running_service(self.config.server_cpu, self.service_env, self.log("service")) as service:
-            self.seed(service)
-            self.write_ceiling_responses(service)
-            self.measure(service, SERVICE_ENDPOINTS)
+    def endpoints(self) -> None:
+        """The service as shipped seeds the data and writes the ceiling's answers; the baseline and the
+        ceiling then start beside it, and each endpoint is measured on them all in rounds."""
+        with contextlib.ExitStack() as references:
+            log = self.log("service")
+            with servers.running_service(self.config.server_cpu, self.service_env, log) as service:
+                self.seed(service)
+                self.write_ceiling_responses(service)
+                others = self.start_references(references)
+                for endpoint in SHARED_ENDPOINTS:
+                    # Fresh tokens for each endpoint: the service stays up longer than a token lives.
+                    self.renew_tokens(service)
+                    self.in_rounds(endpoint, {"service": service} | others)
+            # The service stops first: a second one would also hear every update's NOTIFY.
+            self.attempt("service with a one-entry cache", lambda: self.user_miss(others))
 
-    def service_missing_cache(self) -> None:
+    def start_references(self, stack: contextlib.ExitStack) -> dict[str, Server]:
+        """The baseline and the ceiling, when measured, left running until `stack` closes."""
+        cpu, responses = self.config.server_cpu, self.config.work_dir / "ceiling-responses.json"
+        starts = {
+            "baseline": lambda: servers.running_baseline(cpu, self.env, self.log("baseline")),
+            "ceiling": lambda: servers.running_ceiling(cpu, responses, self.log("ceiling")),
+        }
+        found = {}
+        for name, start in starts.items():
+            if any(self.config.measures(name, endpoint) for endpoint in ENDPOINTS):
+                try:
+                    found[name] = stack.enter_context(start())
+                except servers.ServerFailed as exc:
+                    self.problem(f"{name}: {exc}")
+        return found
+
+    def user_miss(self, references: dict[str, Server]) -> None:
+        """user_miss: the service with a one-entry cache (nearly every read goes to PostgreSQL) and the baseline."""
         if not self.config.measures("service", "user_miss"):
+            self.in_rounds("user_miss", references)
             return
         env = self.service_env | {"AUTH_CACHE_MAX_ENTRIES": str(MISS_CACHE_ENTRIES)}
         with servers.running_service(self.config.server_cpu, env, self.log("service-miss")) as service:
             self.renew_tokens(service)
-            self.measure(service, ("user_miss",))
-        entry = self.results["endpoints"]["user_miss"]["service"]
-        entry["cache_max_entries"] = MISS_CACHE_ENTRIES
+            self.in_rounds("user_miss", references | {"service": service})
+        entry = self.results["endpoints"].get("user_miss", {}).get("service")
+        if entry is not None:
+            entry["cache_max_entries"] = MISS_CACHE_ENTRIES
 
-    def baseline(self) -> None:
-        if "baseline" in self.config.servers:
-            with servers.running_baseline(self.config.server_cpu, self.env, self.log("baseline")) as baseline:
-                self.measure(baseline, BASELINE_ENDPOINTS)
-
-    def ceiling(self) -> None:
-        if "ceiling" in self.config.servers:
-            responses, log = self.config.work_dir / "ceiling-responses.json", self.log("ceiling")
-            with servers.running_ceiling(self.config.server_cpu, responses, log) as ceiling:
-                self.measure(ceiling, ("verify", "user_hit"))
+    def in_rounds(self, endpoint: str, running: dict[str, Server]) -> None:
+        """The endpoint on each running server that serves it, in SERVERS' order, round by round."""
+        subjects = [rounds.Subject(running[name], endpoint) for name in SERVERS if name in running]
+        subjects = [subject for subject in subjects if self.config.measures(subject.server.name, endpoint)]
+        beside = BESIDE.get(endpoint)
+        if beside and "service" in running and self.config.measures("service", beside):
+            subjects.append(rounds.Subject(running["service"], beside))
+        if not subjects:
+            return
+        self.probe_speed(f"before {endpoint}")
+        started = time.monotonic()
+        entries = rounds.measure(self.runner, subjects, self.failed)
+        took = time.monotonic() - started
+        for (measured, name), entry in entries.items():
+            self.results["endpoints"].setdefault(measured, {})[name] = entry
+            progress(f"{name} {measured}: {summary_line(entry)}")
+            self.check_entry(name, measured, entry)
+        progress(f"{endpoint}: {len(subjects)} servers in {self.config.repetitions} rounds ({took:.0f} s)")
 
     def tracing(self) -> None:
         """Tracing off and at each ratio, in rounds: each round runs every setting once, in a fresh process.
@@ -218,15 +266,6 @@ class Bench:
         except (subprocess.SubprocessError, OSError, ValueError) as exc:
             self.problem(f"speed probe {when}: {exc}")
 
-    def measure(self, server: Server, endpoints: tuple[str, ...]) -> None:
-        for endpoint in endpoints:
-            if self.config.measures(server.name, endpoint):
-                started = time.monotonic()
-                entry = self.runner.measure(server, endpoint)
-                self.results["endpoints"].setdefault(endpoint, {})[server.name] = entry
-                progress(f"{server.name} {endpoint}: {summary_line(entry)} ({time.monotonic() - started:.0f} s)")
-                self.check_entry(server.name, endpoint, entry)
-
     def check_entry(self, server: str, endpoint: str, entry: dict[str, Any]) -> None:
         if float(entry["error_rate"]) > 0.001:
             self.problem(f"{server} {endpoint}: {entry['errors']} errors in {entry['requests']} requests")
@@ -240,12 +279,16 @@ class Bench:
         if paced_requests and paced_failed > 0.001 * paced_requests:
             self.problem(f"{server} {endpoint}: {paced_failed} errors or 503s in {paced_requests} paced requests")
         client, own = float(entry["client_cpu_pct"]), float(entry["cpu_pct"])
-        if client > CLIENT_BOUND_PCT:
-            limit = "the server too" if own > CLIENT_BOUND_PCT else "not the server: wrk set the pace"
+        if entry["load_generator_bound"]:
+            both = own >= stats.LOAD_GENERATOR_BOUND_PCT
+            limit = "both near their limit: the rps may be a little low" if both else "the rps is a lower bound"
             self.note(
-                f"{server} {endpoint}: wrk used {client:.0f}% of its CPU and the server {own:.0f}% ({limit}); "
-                "the rps may be a lower bound, rps/core is not affected"
+                f"{server} {endpoint}: bound by the load generator: wrk used {client:.0f}% of its core and the "
+                f"server {own:.0f}% of its own; {limit}"
             )
+
+    def failed(self, subject: rounds.Subject, exc: Exception) -> None:
+        self.problem(f"{subject.server.name} {subject.endpoint}: {exc}")
 
     def note(self, text: str) -> None:
         progress(f"note: {text}")
@@ -303,4 +346,5 @@ def settings(config: Config) -> dict[str, Any]:
         "retries_of_disturbed_runs": config.retries,
         "disturbed_pct": DISTURBED_PCT,
         "user_miss_cache_max_entries": MISS_CACHE_ENTRIES,
+        "load_generator_bound_pct": stats.LOAD_GENERATOR_BOUND_PCT,
     }

@@ -16,6 +16,8 @@ class Rep:
     cpu_s: float
     stolen_s: float  # the server's event loop ready to run, its CPU held by other processes
     gc: dict[str, tuple[float, float]]
+    db_cpu_s: float | None = None  # PostgreSQL's, every process of it, over the run; None: not read
+    started_s: float = 0.0  # when the run began, in seconds since the benchmark began
 
     @property
     def cpu_pct(self) -> float:
@@ -31,21 +33,31 @@ class Rep:
         return self.stolen_s / self.result.duration_s * 100 if self.result.duration_s else 0.0
 
 
+# At or above this share of its core, wrk rather than the server set the pace: the figure is wrk's limit.
+LOAD_GENERATOR_BOUND_PCT = 90.0
+
+
 def rounded(value: float, digits: int = 3) -> float:
     return round(value, digits)
 
 
 def saturation(reps: list[Rep]) -> dict[str, object]:
-    """rps (median, min, max), latency percentiles (medians across runs), errors and CPU per request."""
+    """rps (median, min, max), latency percentiles (medians across runs), errors and CPU per request.
+
+    The runs' own figures are kept in their order (one a round): the ratios between servers pair them.
+    """
     rps = [rep.result.rps for rep in reps]
     requests = sum(rep.result.requests for rep in reps)
     errors = sum(rep.result.errors for rep in reps)
     cpu_us = cpu_per_request(sum(rep.cpu_s for rep in reps), requests)
+    client_cpu_pct = rounded(statistics.median(rep.result.client_cpu_pct for rep in reps), 1)
     return {
         "rps": rounded(statistics.median(rps), 1),
         "rps_min": rounded(min(rps), 1),
         "rps_max": rounded(max(rps), 1),
         "rps_runs": [rounded(value, 1) for value in rps],
+        "capacity_rps_runs": [rounded(rep.capacity_rps, 1) for rep in reps],
+        "runs_started_s": [rounded(rep.started_s, 1) for rep in reps],
         "p50_ms": median_of(reps, "p50_ms"),
         "p99_ms": median_of(reps, "p99_ms"),
         "p999_ms": median_of(reps, "p999_ms"),
@@ -60,7 +72,8 @@ def saturation(reps: list[Rep]) -> dict[str, object]:
         "capacity_rps": rounded(1e6 / cpu_us, 1) if cpu_us else 0.0,
         "cpu_pct": rounded(statistics.median(rep.cpu_pct for rep in reps), 1),
         "stolen_pct": rounded(statistics.median(rep.stolen_pct for rep in reps), 1),
-        "client_cpu_pct": rounded(statistics.median(rep.result.client_cpu_pct for rep in reps), 1),
+        "client_cpu_pct": client_cpu_pct,
+        "load_generator_bound": client_cpu_pct >= LOAD_GENERATOR_BOUND_PCT,
     }
 
 
@@ -70,6 +83,19 @@ def median_of(reps: list[Rep], name: str) -> float:
 
 def cpu_per_request(cpu_s: float, requests: int) -> float:
     return rounded(cpu_s / requests * 1e6, 1) if requests else 0.0
+
+
+def database_cpu(reps: list[Rep]) -> dict[str, float | None]:
+    """PostgreSQL's CPU over the measured runs: per request answered, and in % of one core (None: not read)."""
+    readings = [rep.db_cpu_s for rep in reps]
+    if not reps or None in readings:
+        return {"db_cpu_us_per_request": None, "db_cpu_pct": None}
+    db_cpu_s = sum(reading for reading in readings if reading is not None)
+    duration_s = sum(rep.result.duration_s for rep in reps)
+    return {
+        "db_cpu_us_per_request": cpu_per_request(db_cpu_s, sum(rep.result.requests for rep in reps)),
+        "db_cpu_pct": rounded(db_cpu_s / duration_s * 100, 1) if duration_s else None,
+    }
 
 
 def gc_pauses(reps: list[Rep]) -> dict[str, dict[str, float]]:

@@ -4,8 +4,9 @@ The hosts this runs on are shared virtual machines. On some days the same code r
 of the day before, and within one run a slow spell can fall on the service's block and spare the
 ceiling's, which bends the ratios. The guest does not see it: no steal time is reported, and the
 server's run-queue wait ("stolen %") stays at zero. So the harness times one fixed workload on the
-server's CPU before each block and at the end: the same figure everywhere on a steady host, and
-comparable across runs on the same kind of CPU.
+server's CPU before each endpoint's rounds, before tracing and at the end: the same figure everywhere
+on a steady host, and comparable across runs on the same kind of CPU. (The ratios between servers
+come from interleaved rounds for this reason: bench/rounds.py.)
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def unsteady(readings: list[dict[str, Any]]) -> str | None:
     return (
         f"the host was not steady: the speed probe took {slowest['ms']:.1f} ms {slowest['when']} against "
         f"{fastest['ms']:.1f} ms {fastest['when']} (x{slowest['ms'] / fastest['ms']:.2f}); "
-        "figures measured in different blocks compare less well than usual"
+        "figures of different endpoints compare less well than usual (the ratios, round by round, less so)"
     )
 
 

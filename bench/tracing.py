@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from bench import stats
+from bench import ratios, stats
 from bench.servers import Server, free_port, running
 from bench.stats import Rep
 from bench.tools import pinned
@@ -71,10 +70,6 @@ def summary(reps: list[Rep], retried_runs: int, off: list[Rep] | None = None) ->
 
 
 def paired_change(values: list[float], references: list[float]) -> float | None:
-    changes = [change(value, reference) for value, reference in zip(values, references, strict=True)]
-    known = [found for found in changes if found is not None]
-    return round(statistics.median(known), 1) if known else None
-
-
-def change(value: float, reference: float) -> float | None:
-    return (value / reference - 1) * 100 if reference else None
+    """The median over the rounds of each round's change, in %: the median of the rounds' ratios, less 1."""
+    median = ratios.median(ratios.per_round(values, references))
+    return round((median - 1) * 100, 1) if median is not None else None

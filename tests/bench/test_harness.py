@@ -1,4 +1,4 @@
-"""`python -m bench` end to end on one-second runs: every server, every endpoint, every output file."""
+"""`python -m bench` end to end on one-second runs in two rounds: every server, every endpoint, every output file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -15,17 +16,18 @@ from typing import Any
 import pytest
 
 from bench import cli, servers, steadiness, targets, tracing
-from bench.config import CEILING_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
+from bench.config import CEILING_ENDPOINTS, DATABASE_ENDPOINTS, MIXED_NO_HASHING, REPO_ROOT, REPORTED_ENDPOINTS
 from bench.tools import find_wrk
 
 pytestmark = [
     pytest.mark.skipif(
         find_wrk() is None, reason="wrk is not on PATH nor in .tools/bin, and `make bench-tools` could not install it"
     ),
-    # The harness runs once for the module, in the first test's setup: about a minute and a half.
-    pytest.mark.timeout(300),
+    # The harness runs once for the module, in the first test's setup: about two minutes.
+    pytest.mark.timeout(420),
 ]
 
+ROUNDS = 2
 VERSIONS = {"python", "fastapi", "starlette", "uvicorn", "sqlalchemy", "asyncpg", "wrk"}
 POSITIVE = ("rps", "rps_min", "rps_max", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request", "capacity_rps", "rss_mb")
 PACED = ("fixed_rate_rps", "fixed_achieved_rps", "fixed_p50_ms", "fixed_p99_ms", "fixed_p999_ms")
@@ -50,9 +52,11 @@ TARGETS = {
 
 @pytest.fixture(scope="module")
 def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One quick run of the harness (no warm-up: the point is the plumbing, not the figures)."""
+    """One quick run of the harness (no warm-up: the point is the plumbing, not the figures), in two rounds:
+    the fewest that show the servers taking turns and a ratio taken round by round."""
     directory = tmp_path_factory.mktemp("bench")
     command = [sys.executable, "-m", "bench", "--quick", "--warmup", "0", "--output-dir", str(directory)]
+    command += ["--repetitions", str(ROUNDS)]
     # A setting with a trace in the service's log (its shutdown line is INFO; the harness runs it at WARNING).
     command += ["--service-setting", "AUTH_LOG_LEVEL=INFO"]
     # The paced runs at a third of saturation rather than 70%: a one-second closed-loop run
@@ -60,7 +64,7 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # it can ask more hashes a second than the core left beside the loop makes, and the queue sheds
     # (7 of 6,738 in one CI run). That is a figure of a noisy machine, not the plumbing checked here.
     command += ["--fixed-rate-share", "0.35"]
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, check=False)
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=360, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return directory
 
@@ -109,9 +113,13 @@ def test_the_run_is_described(results: dict[str, Any]) -> None:
 def test_the_host_speed_is_probed_before_each_block_and_reported(output: Path, results: dict[str, Any]) -> None:
     readings = results["host_speed"]
     assert [r["when"] for r in readings] == [
-        "before the service",
-        "before the baseline",
-        "before the ceiling",
+        "before verify",
+        "before user_hit",
+        "before login",
+        "before create",
+        "before update",
+        "before mixed",
+        "before user_miss",
         "before tracing",
         "at the end",
     ]
@@ -147,6 +155,88 @@ def test_every_endpoint_has_its_servers_and_figures(results: dict[str, Any]) -> 
     # The mix reads ids that do not exist: 404s, counted apart from errors.
     assert results["endpoints"]["mixed"]["service"]["not_found"] > 0
     assert set(results["endpoints"]["verify"]["service"]["gc"]) == {"0", "1", "2"}
+
+
+# Each endpoint's runs in one round, in the order the harness takes them.
+TURNS = {
+    "verify": [("verify", "service"), ("verify", "baseline"), ("verify", "ceiling")],
+    "user_hit": [("user_hit", "service"), ("user_hit", "baseline"), ("user_hit", "ceiling")],
+    "login": [("login", "service"), ("login", "baseline")],
+    "create": [("create", "service"), ("create", "baseline")],
+    "update": [("update", "service"), ("update", "baseline")],
+    "mixed": [("mixed", "service"), ("mixed", "baseline"), (MIXED_NO_HASHING, "service")],
+    "user_miss": [("user_miss", "service"), ("user_miss", "baseline")],
+}
+
+
+def test_the_servers_of_an_endpoint_take_turns_round_by_round(results: dict[str, Any]) -> None:
+    """service, baseline, ceiling, service, baseline, ceiling: read from when each measured run began."""
+    previous_end = 0.0
+    for endpoint, turns in TURNS.items():
+        started = [results["endpoints"][name][server]["runs_started_s"] for name, server in turns]
+        assert all(len(runs) == ROUNDS for runs in started), (endpoint, started)
+        in_order = [runs[round_index] for round_index in range(ROUNDS) for runs in started]
+        assert in_order == sorted(in_order) and len(set(in_order)) == len(in_order), (endpoint, in_order)
+        assert in_order[0] > previous_end, f"{endpoint} began before the endpoint before it ended"
+        previous_end = in_order[-1]
+    # Each run lasts the --quick second: a round's turns are at least that far apart.
+    verify = [results["endpoints"]["verify"][server]["runs_started_s"][0] for server in ("service", "baseline")]
+    assert verify[1] - verify[0] >= 1.0
+
+
+def test_each_ratio_is_the_median_of_the_rounds_ratios(results: dict[str, Any]) -> None:
+    endpoints = results["endpoints"]
+    for name in ("verify_vs_ceiling", "verify_vs_baseline", "user_hit_vs_ceiling", "user_miss_vs_baseline"):
+        endpoint, other = name.split("_vs_")
+        service, reference = endpoints[endpoint]["service"], endpoints[endpoint][other]
+        each = [s / r for s, r in zip(service["rps_runs"], reference["rps_runs"], strict=True)]
+        target = results["targets"][name]
+        assert target["ratio_runs"] == [round(value, 3) for value in each], name
+        assert target["measured"] == round(statistics.median(each), 3), name
+        by_cpu = [s / r for s, r in zip(service["capacity_rps_runs"], reference["capacity_rps_runs"], strict=True)]
+        assert target["by_cpu"] == round(statistics.median(by_cpu), 3), name
+        assert results["ratios"][endpoint][f"vs_{other}"]["median"] == target["measured"], name
+    # Per-server medians are still each server's own figure (from the runs' unrounded rps).
+    for by_server in endpoints.values():
+        for entry in by_server.values():
+            assert entry["rps"] == pytest.approx(statistics.median(entry["rps_runs"]), abs=0.1)
+    expected = {endpoint: {"vs_baseline"} for endpoint in ("user_miss", "login", "create", "update", "mixed")}
+    expected |= {"verify": {"vs_ceiling", "vs_baseline"}, "user_hit": {"vs_ceiling", "vs_baseline"}}
+    assert {endpoint: set(found) for endpoint, found in results["ratios"].items()} == expected
+
+
+def test_a_figure_wrk_bounded_is_flagged(output: Path, results: dict[str, Any]) -> None:
+    report = (output / "latest.md").read_text()
+    for endpoint, by_server in results["endpoints"].items():
+        for server, entry in by_server.items():
+            assert entry["load_generator_bound"] == (entry["client_cpu_pct"] >= 90), (endpoint, server)
+            if entry["load_generator_bound"]:
+                assert f"{endpoint} {server}" in report.split("(wrk-bound): ", 1)[1].split(".", 1)[0]
+    ceiling_bound = results["endpoints"]["verify"]["ceiling"]["load_generator_bound"]
+    assert results["targets"]["verify_vs_ceiling"]["load_generator_bound"] == ceiling_bound
+
+
+def test_postgresqls_cpu_per_request_is_read_for_the_endpoints_that_use_it(results: dict[str, Any]) -> None:
+    # The harness's database is on this machine (embedded, or the local server of AUTH_TEST_DATABASE_URL)
+    # unless the settings say its processes are not here.
+    readable = "its CPU not read" not in results["settings"]["database"]
+    for endpoint, by_server in results["endpoints"].items():
+        for server, entry in by_server.items():
+            if endpoint not in DATABASE_ENDPOINTS:
+                assert "db_cpu_us_per_request" not in entry, (endpoint, server)
+            elif readable:
+                assert entry["db_cpu_us_per_request"] > 0 and entry["db_cpu_pct"] > 0, (endpoint, server)
+            else:
+                assert entry["db_cpu_us_per_request"] is None, (endpoint, server)
+
+
+def test_updates_are_measured_alone_and_cost_more_than_a_verify(results: dict[str, Any]) -> None:
+    update = results["endpoints"]["update"]
+    assert set(update) == {"service", "baseline"}
+    # A PATCH is a database write and a NOTIFY; a verify is a token check from memory.
+    verify = results["endpoints"]["verify"]["service"]
+    assert update["service"]["cpu_us_per_request"] > verify["cpu_us_per_request"]
+    assert update["service"]["errors"] == 0 and update["service"]["requests"] > 0
 
 
 def test_the_mixed_cpu_is_split_between_hashing_and_the_rest(results: dict[str, Any]) -> None:
