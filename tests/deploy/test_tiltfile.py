@@ -15,6 +15,7 @@ import pytest
 import yaml
 from starlark_go import EvalError
 
+from tests.deploy import locust_chart
 from tests.deploy.charts import NAMESPACE, RELEASE, REPO, objects, rendered
 from tests.deploy.tilt_stubs import (
     RESTART_EXT_DIR,
@@ -36,6 +37,9 @@ from tests.deploy.tilt_stubs import (
 CHART = "charts/auth-service"
 DEV_VALUES = f"{CHART}/values-dev.yaml"
 LOCUST_CHART = "charts/locust"
+LOCUST_DEV_VALUES = f"{LOCUST_CHART}/values-dev.yaml"
+# The Tiltfile's development Secret, which holds the batch token the Locust master seeds with.
+DEV_SECRET = "auth-dev-secrets"
 KIND_CONFIG = REPO / "k8s" / "kind" / "cluster.yaml"
 COMPONENT = "app.kubernetes.io/component"
 
@@ -59,6 +63,13 @@ def resources(tilt: TiltRun) -> dict[str, Resource]:
 def dev_objects() -> list[dict[str, Any]]:
     """The chart's dev render as Tilt's helm() keeps it (without the `helm test` Pod)."""
     return helm_objects(rendered("dev"))
+
+
+def locust_dev_objects() -> list[dict[str, Any]]:
+    """The Locust chart's dev render, as the Tiltfile asks for it (values-dev.yaml, the dev batch token)."""
+    case = locust_chart.case_named("dev")
+    setting = f"target.batchToken.existingSecret={DEV_SECRET}"
+    return helm_objects(locust_chart.helm_template(case, "--set", setting).stdout)
 
 
 def dev_workload(component: str) -> dict[str, Any]:
@@ -123,7 +134,7 @@ def test_every_path_it_names_exists(tilt: TiltRun) -> None:
         assert (REPO / path).is_dir() and relative(path) == os.path.normpath(path), path
     for path in files:
         assert (REPO / path).is_file() and relative(path) == os.path.normpath(path), path
-    assert [call["path"] for call in tilt.called("watch_file")] == [LOCUST_CHART]  # watched until it exists
+    assert [call["path"] for call in tilt.called("helm")] == [CHART, LOCUST_CHART]
 
 
 def test_the_image_builds_from_the_service_with_its_dockerfile(tilt: TiltRun) -> None:
@@ -339,7 +350,7 @@ def test_every_secret_a_container_reads_is_deployed(tilt: TiltRun) -> None:
 
 
 def test_every_k8s_resource_names_a_workload_of_the_dev_render(tilt: TiltRun) -> None:
-    workloads = [o for o in dev_objects() if pod_spec(o) is not None]
+    workloads = [o for o in dev_objects() + locust_dev_objects() if pod_spec(o) is not None]
     names = set(resource_names(workloads))
     calls = tilt.called("k8s_resource")
     assert calls and all(call["workload"] in names for call in calls)
@@ -349,12 +360,14 @@ def test_every_k8s_resource_names_a_workload_of_the_dev_render(tilt: TiltRun) ->
 
 
 def test_the_resources(resources: dict[str, Resource]) -> None:
-    assert sorted(resources) == ["api", "collector", "jaeger", "migrate", "postgresql"]
+    assert sorted(resources) == ["api", "collector", "jaeger", "locust", "locust-worker", "migrate", "postgresql"]
     components = {name: r.workload["metadata"]["labels"][COMPONENT] for name, r in resources.items()}
     assert components == {
         "api": "server",
         "collector": "collector",
         "jaeger": "jaeger",
+        "locust": "master",
+        "locust-worker": "worker",
         "migrate": "migrate",
         "postgresql": "postgresql",
     }
@@ -381,7 +394,7 @@ def check_port_forwards(resources: dict[str, Resource], render: list[dict[str, A
 
 
 def test_every_port_forward_reaches_a_container_port(resources: dict[str, Resource]) -> None:
-    check_port_forwards(resources, dev_objects())
+    check_port_forwards(resources, dev_objects() + locust_dev_objects())
 
 
 def test_the_port_check_refuses_a_port_no_container_has(resources: dict[str, Resource]) -> None:
@@ -399,6 +412,7 @@ def test_the_forwards_and_links(resources: dict[str, Resource]) -> None:
     }
     assert forwards["api"] == {(8000, 8000, "/docs"), (9000, 9000, "/metrics")}
     assert forwards["jaeger"] == {(16686, 16686, None)}
+    assert forwards["locust"] == {(8089, 8089, None)} and forwards["locust-worker"] == set()
     assert [link["url"] for link in resources["api"].option("links")] == [
         "http://localhost:16686/search?service=auth-service"
     ]
@@ -489,14 +503,12 @@ def test_the_test_suite_runs_on_demand(tilt: TiltRun) -> None:
     check_command(tests["cmd"], *make_database())
 
 
-def test_the_load_run_is_short_real_and_on_demand(tilt: TiltRun) -> None:
+def test_the_load_run_is_make_load_on_demand(tilt: TiltRun) -> None:
+    """`make load` (mk/load.mk): Locust headless against the forwarded API."""
     run = local_resource(tilt, "load")
     assert (run["trigger_mode"], run["auto_init"], run["resource_deps"]) == (TRIGGER_MODE_MANUAL, False, ["api"])
-    targets, recipes = make_database()
-    assert "load" not in targets  # else it must be `make load` (next test)
-    check_command(run["cmd"], targets, recipes)
-    assert "smoke --url http://localhost:8000" in run["cmd"]
-    assert re.search(r"wrk .*--duration 10s .*http://localhost:8000/healthz", run["cmd"])
+    assert run["cmd"] == "make load"
+    check_command(run["cmd"], *make_database())
 
 
 def test_the_command_check_refuses_what_does_not_exist() -> None:
@@ -506,65 +518,52 @@ def test_the_command_check_refuses_what_does_not_exist() -> None:
             check_command(cmd, targets, recipes)
 
 
-def test_make_load_is_used_once_it_exists() -> None:
-    makefile = (REPO / "Makefile").read_text() + "\n.PHONY: load\nload: venv ## Locust, headless\n\t@true\n"
-    run = TiltRun(context=kind_context(), files={"Makefile": makefile}).execute()
-    assert local_resource(run, "load")["cmd"] == "make load"
+def test_without_make_load_the_load_run_is_a_smoke_check_and_wrk() -> None:
+    """The Tiltfile's fallback, for a Makefile without the load target (mk/load.mk empty)."""
+    run = TiltRun(context=kind_context(), files={"mk/load.mk": ""}).execute()
+    cmd = local_resource(run, "load")["cmd"]
+    check_command(cmd, *make_database())
+    assert "smoke --url http://localhost:8000" in cmd
+    assert re.search(r"wrk .*--duration 10s .*http://localhost:8000/healthz", cmd)
 
 
 # ---- Locust ----------------------------------------------------------------------------------------
 
-FAKE_LOCUST = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: locust-master, labels: {app.kubernetes.io/name: locust}}
-spec:
-  selector: {matchLabels: {app: locust-master}}
-  template:
-    metadata: {labels: {app: locust-master}}
-    spec:
-      containers:
-        - name: locust
-          image: docker.io/locustio/locust:2.37.0
-          ports: [{name: ui, containerPort: 8089}, {name: workers, containerPort: 5557}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: locust-worker, labels: {app.kubernetes.io/name: locust}}
-spec:
-  selector: {matchLabels: {app: locust-worker}}
-  template:
-    metadata: {labels: {app: locust-worker}}
-    spec:
-      containers: [{name: locust, image: "docker.io/locustio/locust:2.37.0"}]
-"""
+
+def test_locust_is_deployed_beside_the_service_with_the_dev_values_and_token(tilt: TiltRun) -> None:
+    [call] = [c for c in tilt.called("helm") if c["path"] == LOCUST_CHART]
+    assert (call["name"], call["namespace"], call["values"]) == ("locust", NAMESPACE, [LOCUST_DEV_VALUES])
+    assert call["set"] == [f"target.batchToken.existingSecret={DEV_SECRET}"]
+    deployed_locust = [
+        o for o in tilt.objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "locust"
+    ]
+    expected = locust_dev_objects()
+    for obj in expected:
+        obj["metadata"].setdefault("namespace", NAMESPACE)
+    assert deployed_locust == expected
+    # The master's token is the dev Secret's, which the Tiltfile deploys with the service's.
+    [master] = [o for o in deployed_locust if o["kind"] == "Deployment" and o["metadata"]["name"] == "locust-master"]
+    [token] = [e for c in containers(master) for e in c["env"] if e["name"] == "LOADTEST_BATCH_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": DEV_SECRET, "key": "batch-token"}
 
 
-def test_locust_is_skipped_with_a_message_until_its_chart_exists(tilt: TiltRun, resources: dict[str, Resource]) -> None:
-    assert not (REPO / LOCUST_CHART).exists()
-    assert all(call["path"] != LOCUST_CHART for call in tilt.called("helm"))
-    assert any(LOCUST_CHART in message and "skipped" in message for message in tilt.messages)
-    assert all(f["local_port"] != 8089 for r in resources.values() for f in r.option("port_forwards"))
-
-
-def test_locust_is_deployed_with_its_ui_forwarded_once_its_chart_exists() -> None:
-    run = TiltRun(context=kind_context(), exists={LOCUST_CHART: True}, fake_charts={LOCUST_CHART: FAKE_LOCUST})
-    run.execute()
-    [call] = [c for c in run.called("helm") if c["path"] == LOCUST_CHART]
-    assert call["namespace"] == NAMESPACE
-    resources, _ = assemble(run.objects, run.called("k8s_resource"))
+def test_locust_waits_for_the_api_with_its_ui_forwarded(resources: dict[str, Resource]) -> None:
+    """The master seeds through the API as it starts: both Locust resources wait for it."""
     assert resources["locust"].workload["metadata"]["name"] == "locust-master"
+    assert resources["locust-worker"].workload["metadata"]["name"] == "locust-worker"
+    for name in ("locust", "locust-worker"):
+        assert resources[name].option("resource_deps") == ["api"] and resources[name].option("labels") == ["load"]
     assert [(f["local_port"], f["container_port"]) for f in resources["locust"].option("port_forwards")] == [
         (8089, 8089)
     ]
-    assert resources["locust"].option("labels") == ["load"]
-    assert resources["locust-worker"].option("labels") == ["load"]
-    check_port_forwards(resources, dev_objects() + helm_objects(FAKE_LOCUST))
-    assert not any("skipped" in message for message in run.messages)
+    # The Services join their workloads: the master's with the master, none is left over.
+    assert [o["kind"] for o in resources["locust"].objects] == ["Deployment", "Service"]
 
 
 def test_a_locust_chart_without_the_ui_port_is_refused() -> None:
-    no_ui = FAKE_LOCUST.replace("containerPort: 8089", "containerPort: 8090")
-    run = TiltRun(context=kind_context(), exists={LOCUST_CHART: True}, fake_charts={LOCUST_CHART: no_ui})
+    render = locust_chart.helm_template(locust_chart.case_named("dev")).stdout
+    no_ui = render.replace("containerPort: 8089", "containerPort: 8090")
+    assert no_ui != render
+    run = TiltRun(context=kind_context(), fake_charts={LOCUST_CHART: no_ui})
     with pytest.raises(EvalError, match="Locust UI port 8089"):
         run.execute()
