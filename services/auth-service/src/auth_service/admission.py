@@ -65,7 +65,7 @@ class AdmissionMiddleware:
             if self.in_flight >= self.max_in_flight:  # slots were taken while it arrived
                 await self._overloaded(scope, receive, send)
                 return
-            receive = _replay(body, receive)
+            receive = replay_body(body, receive)
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
@@ -145,7 +145,7 @@ async def _nothing() -> Message:
     return {"type": "http.disconnect"}  # a refusal reads no more of the request (Response does not ask)
 
 
-def _replay(body: Message, receive: Receive) -> Receive:
+def replay_body(body: Message, receive: Receive) -> Receive:
     """The application's receive: the body already received, then the connection's (a disconnect)."""
     replayed = False
 

@@ -109,9 +109,13 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
 
 
+def internal_error() -> ApiError:
+    return ApiError(500, "internal_error", "an unexpected error occurred")
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its traceback by Starlette's ServerErrorMiddleware; the client learns nothing of it.
-    return error_response(ApiError(500, "internal_error", "an unexpected error occurred"))
+    return error_response(internal_error())
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -174,7 +174,11 @@ class Database:
             async with self.read_gate.held():
                 # Past the gate a connection is free: this waits only for a connect, bounded by its
                 # timeout, and a TimeoutError here means the database (translate_db_errors: 503).
-                connection = await self.read_pool.acquire(timeout=self.connect_timeout)
+                # asyncio.timeout, not acquire(timeout=): asyncpg's wait_for runs the acquire in a Task
+                # of its own, and an acquire and release cost 37 us of CPU that way, 27 us this way
+                # (medians of 6 alternating rounds, 2026-12-03).
+                async with asyncio.timeout(self.connect_timeout):
+                    connection = await self.read_pool.acquire()
                 self._waited(started)
                 try:
                     yield connection

@@ -152,28 +152,14 @@ async def get_user(user_id: uuid.UUID, request: Request) -> Response:
     return Response(body, media_type=JSON)
 
 
-def _require_self(claims: dict[str, Any], user_id: uuid.UUID) -> None:
+def require_self(claims: dict[str, Any], user_id: uuid.UUID) -> None:
+    """403 unless the token is the user's own."""
     if claims.get("sub") != str(user_id):
         raise ApiError(403, "forbidden", "a token can only change its own user")
 
 
-@router.patch("/users/{user_id}", response_model=UserOut, responses=errors(*BODY_ERRORS, 401, 403, 404, 409, 429, 503))
-async def update_user(
-    user_id: uuid.UUID, body: UserUpdate, claims: Claims, client: ClientAddress, services: ServicesDep
-) -> Response:
-    """Change a user's name, email or password: the user's token, and for email or password `current_password`."""
-    _require_self(claims, user_id)
-    changes = body.model_dump(exclude_unset=True)
-    current_password = changes.pop("current_password", None)
-    if not changes:
-        raise _invalid([{"field": None, "code": "no_changes", "message": "give name, email or password"}])
-    if "password" in changes:
-        _check_password(changes["password"], services.settings)
-    # A password sent is checked even for a rename: a credential given is never ignored.
-    if current_password is not None or not TAKEOVER_FIELDS.isdisjoint(changes):
-        await reauthenticate(services, user_id, current_password, client)
-    if "password" in changes:
-        changes["password_hash"] = await services.hasher.hash(changes.pop("password"), client)
+async def apply_changes(services: Services, user_id: uuid.UUID, changes: dict[str, Any]) -> Response:
+    """Write checked changes and answer with the user as it now is (the hot rename answers through this too)."""
     try:
         row = await services.users.update(user_id, changes)
     except DuplicateEmail:
@@ -185,6 +171,26 @@ async def update_user(
     return json_response(user_dict(row))
 
 
+@router.patch("/users/{user_id}", response_model=UserOut, responses=errors(*BODY_ERRORS, 401, 403, 404, 409, 429, 503))
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdate, claims: Claims, client: ClientAddress, services: ServicesDep
+) -> Response:
+    """Change a user's name, email or password: the user's token, and for email or password `current_password`."""
+    require_self(claims, user_id)
+    changes = body.model_dump(exclude_unset=True)
+    current_password = changes.pop("current_password", None)
+    if not changes:
+        raise _invalid([{"field": None, "code": "no_changes", "message": "give name, email or password"}])
+    if "password" in changes:
+        _check_password(changes["password"], services.settings)
+    # A password sent is checked even for a rename: a credential given is never ignored.
+    if current_password is not None or not TAKEOVER_FIELDS.isdisjoint(changes):
+        await reauthenticate(services, user_id, current_password, client)
+    if "password" in changes:
+        changes["password_hash"] = await services.hasher.hash(changes.pop("password"), client)
+    return await apply_changes(services, user_id, changes)
+
+
 @router.delete("/users/{user_id}", status_code=204, responses=errors(*BODY_ERRORS, 401, 403, 404, 429, 503))
 async def delete_user(
     user_id: uuid.UUID,
@@ -194,7 +200,7 @@ async def delete_user(
     body: Reauthentication | None = None,
 ) -> Response:
     """Delete a user: the user's token and `current_password`. From then on its tokens are refused everywhere."""
-    _require_self(claims, user_id)
+    require_self(claims, user_id)
     await reauthenticate(services, user_id, body.current_password if body is not None else None, client)
     revoked_at = await services.users.delete(user_id)
     if revoked_at is None:
