@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,11 +20,9 @@ HELM3 = TOOLS / "bin" / "helm3"
 KUBECTL = TOOLS / "bin" / "kubectl"
 CHECKOV = TOOLS / "bin" / "checkov"
 NPM_TOOLS = TOOLS / "npm" / "node_modules"
-CHART = REPO / "charts" / "auth-service"
 # The oldest and newest Kubernetes the chart supports (Chart.yaml's kubeVersion, kubernetes-validate's newest).
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-RELEASE = "auth"
-NAMESPACE = "auth-service"
+HERE = Path(__file__).parent
 
 
 @dataclass(frozen=True)
@@ -37,19 +36,6 @@ class Case:
         return [arg for path in self.files for arg in ("--values", str(path))]
 
 
-def chart_cases() -> list[Case]:
-    """Every ci/*-values.yaml case; prod and dev are links to values-prod.yaml and values-dev.yaml."""
-    return [Case(path.name.removesuffix("-values.yaml"), (path,)) for path in sorted((CHART / "ci").glob("*.yaml"))]
-
-
-CASES = chart_cases()
-CASE_NAMES = [case.name for case in CASES]
-
-
-def case_named(name: str) -> Case:
-    return next(case for case in CASES if case.name == name)
-
-
 def tool(path: Path) -> str:
     """A pinned tool's path; `make tools` installs them (make test does it first)."""
     if not path.exists():
@@ -61,15 +47,68 @@ def run(*command: str, check: bool = True, timeout: float = 120, **kwargs: Any) 
     return subprocess.run(command, capture_output=True, text=True, check=check, timeout=timeout, **kwargs)
 
 
-def helm_template(case: Case, *extra: str, helm: Path = HELM, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`helm template` of the chart for one case, as release RELEASE in NAMESPACE."""
-    return run(tool(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *case.args(), *extra, check=check)
+@dataclass(frozen=True)
+class Chart:
+    """A chart under test: its folder, the release and namespace it renders as, where its golden renders
+    are and the file of its written checkov exceptions."""
+
+    path: Path
+    release: str
+    namespace: str
+    golden: Path
+    policy_exceptions: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @functools.cached_property
+    def cases(self) -> list[Case]:
+        """Every ci/*-values.yaml case; some are links to a values-*.yaml beside values.yaml."""
+        return [Case(p.name.removesuffix("-values.yaml"), (p,)) for p in sorted((self.path / "ci").glob("*.yaml"))]
+
+    @functools.cached_property
+    def case_names(self) -> list[str]:
+        return [case.name for case in self.cases]
+
+    def case_named(self, name: str) -> Case:
+        return next(case for case in self.cases if case.name == name)
+
+    def helm_template(
+        self, case: Case, *extra: str, helm: Path = HELM, chart: Path | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`helm template` of the chart (or of a copy at `chart`) for one case, as its release in its namespace."""
+        where = ("--namespace", self.namespace)
+        return run(
+            tool(helm), "template", self.release, str(chart or self.path), *where, *case.args(), *extra, check=check
+        )
+
+    def rendered(self, case_name: str) -> str:
+        """The case's manifests (cached: each test reads them, none changes them)."""
+        return _rendered(self, case_name)
 
 
 @functools.cache
-def rendered(case_name: str) -> str:
-    """The case's manifests (cached: each test reads them, none changes them)."""
-    return helm_template(case_named(case_name)).stdout
+def _rendered(chart: Chart, case_name: str) -> str:
+    return chart.helm_template(chart.case_named(case_name)).stdout
+
+
+def each_case(*charts: Chart) -> list[Any]:
+    """Parameters (chart, case name) for every case of these charts, with ids `chart-case`."""
+    return [pytest.param(chart, case, id=f"{chart.name}-{case}") for chart in charts for case in chart.case_names]
+
+
+SERVICE = Chart(
+    REPO / "charts" / "auth-service",
+    release="auth",
+    namespace="auth-service",
+    golden=HERE / "golden",
+    policy_exceptions=HERE / "policy_exceptions.yaml",
+)
+# The service chart's names, as most of its tests import them.
+CHART, RELEASE, NAMESPACE = SERVICE.path, SERVICE.release, SERVICE.namespace
+CASES, CASE_NAMES = SERVICE.cases, SERVICE.case_names
+case_named, helm_template, rendered = SERVICE.case_named, SERVICE.helm_template, SERVICE.rendered
 
 
 def objects(manifests: str) -> list[dict[str, Any]]:

@@ -6,13 +6,15 @@ What `helm template` generates at random (no cluster to look up the kept secrets
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.deploy.charts import CASE_NAMES, rendered
+from tests.deploy.charts import SERVICE, Chart
 
-GOLDEN = Path(__file__).with_name("golden")
 GENERATED = "GENERATED"
 # A generated Secret's values (data of the chart's own Secrets) and the checksum that covers them.
 _SECRET_VALUE = re.compile(r"^(  (?:token-keys|batch-token|admin-token|password|dsn): ).+$", re.M)
@@ -24,18 +26,39 @@ def masked(manifests: str) -> str:
     return _SECRET_CHECKSUM.sub(rf"\g<1>{GENERATED}", manifests)
 
 
-def golden_path(case: str) -> Path:
-    return GOLDEN / f"{case}.yaml"
+@dataclass(frozen=True)
+class Golden:
+    """A chart's golden renders: what its mask hides, and the make target that writes them anew."""
+
+    chart: Chart
+    masked: Callable[[str], str]
+    refresh: str
+
+    def path(self, case: str) -> Path:
+        return self.chart.golden / f"{case}.yaml"
+
+    def cases(self) -> list[str]:
+        """The cases that have a golden file."""
+        return sorted(path.stem for path in self.chart.golden.glob("*.yaml"))
+
+    def diff(self, case: str) -> str:
+        """How the case's masked render differs from its golden file ('' when it does not)."""
+        expected, actual = self.path(case).read_text(), self.masked(self.chart.rendered(case))
+        return "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), "golden", "rendered"))
+
+    def write(self) -> None:
+        """Each case's golden file anew, and none for a case that is gone."""
+        names = self.chart.case_names
+        self.chart.golden.mkdir(parents=True, exist_ok=True)
+        for stale in set(self.chart.golden.glob("*.yaml")) - {self.path(case) for case in names}:
+            stale.unlink()
+        for case in names:
+            self.path(case).write_text(self.masked(self.chart.rendered(case)))
+        print(f"wrote {len(names)} golden renders to {self.chart.golden}", file=sys.stderr)
 
 
-def main() -> None:
-    GOLDEN.mkdir(exist_ok=True)
-    for stale in set(GOLDEN.glob("*.yaml")) - {golden_path(case) for case in CASE_NAMES}:
-        stale.unlink()
-    for case in CASE_NAMES:
-        golden_path(case).write_text(masked(rendered(case)))
-    print(f"wrote {len(CASE_NAMES)} golden renders to {GOLDEN}", file=sys.stderr)
+GOLDEN = Golden(SERVICE, masked, "make chart-golden")
 
 
 if __name__ == "__main__":
-    main()
+    GOLDEN.write()

@@ -3,45 +3,24 @@ scenarios' copy in the chart. The shared helpers of charts.py (tools, objects, p
 
 from __future__ import annotations
 
-import functools
-import subprocess
 from pathlib import Path
 
-from tests.deploy.charts import HELM, REPO, Case, run, tool
+from tests.deploy.charts import HERE, REPO, Chart
 
-CHART = REPO / "charts" / "locust"
 # The Tiltfile's release and namespace: the tests check what Tilt deploys, beside the service's release `auth`.
-RELEASE = "locust"
-NAMESPACE = "auth-service"
+LOCUST = Chart(
+    REPO / "charts" / "locust",
+    release="locust",
+    namespace="auth-service",
+    golden=HERE / "golden" / "locust",
+    policy_exceptions=HERE / "locust_policy_exceptions.yaml",
+)
+# The names the Locust chart's tests import.
+CHART, RELEASE, NAMESPACE, GOLDEN = LOCUST.path, LOCUST.release, LOCUST.namespace, LOCUST.golden
+CASES, CASE_NAMES = LOCUST.cases, LOCUST.case_names
+case_named, helm_template, rendered = LOCUST.case_named, LOCUST.helm_template, LOCUST.rendered
 LOADTESTS = REPO / "loadtests"
 FILES = CHART / "files" / "loadtests"
-GOLDEN = Path(__file__).with_name("golden") / "locust"
-
-
-def chart_cases() -> list[Case]:
-    """Every ci/*-values.yaml case; dev is a link to values-dev.yaml."""
-    return [Case(path.name.removesuffix("-values.yaml"), (path,)) for path in sorted((CHART / "ci").glob("*.yaml"))]
-
-
-CASES = chart_cases()
-CASE_NAMES = [case.name for case in CASES]
-
-
-def case_named(name: str) -> Case:
-    return next(case for case in CASES if case.name == name)
-
-
-def helm_template(
-    case: Case, *extra: str, helm: Path = HELM, chart: Path = CHART, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """`helm template` of the chart (or a copy of it) for one case, as release RELEASE in NAMESPACE."""
-    return run(tool(helm), "template", RELEASE, str(chart), "--namespace", NAMESPACE, *case.args(), *extra, check=check)
-
-
-@functools.cache
-def rendered(case_name: str) -> str:
-    """The case's manifests (cached: each test reads them, none changes them)."""
-    return helm_template(case_named(case_name)).stdout
 
 
 def runtime_modules() -> dict[str, str]:

@@ -10,10 +10,9 @@ into the goldens. Their names stay: a module added or removed shows here.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
-from tests.deploy.locust_chart import CASE_NAMES, GOLDEN, rendered
+from tests.deploy.golden import Golden
+from tests.deploy.locust_chart import LOCUST
 
 MODULE = "MODULE"
 CHECKSUM = "CHECKSUM-OF-THE-MODULES"
@@ -32,18 +31,8 @@ def masked(manifests: str) -> str:
     return _CHECKSUM.sub(rf"\g<1>{CHECKSUM}", "\n---\n".join(documents))
 
 
-def golden_path(case: str) -> Path:
-    return GOLDEN / f"{case}.yaml"
-
-
-def main() -> None:
-    GOLDEN.mkdir(parents=True, exist_ok=True)
-    for stale in set(GOLDEN.glob("*.yaml")) - {golden_path(case) for case in CASE_NAMES}:
-        stale.unlink()
-    for case in CASE_NAMES:
-        golden_path(case).write_text(masked(rendered(case)))
-    print(f"wrote {len(CASE_NAMES)} golden renders to {GOLDEN}", file=sys.stderr)
+GOLDEN = Golden(LOCUST, masked, "make chart-locust-golden")
 
 
 if __name__ == "__main__":
-    main()
+    GOLDEN.write()

@@ -1,4 +1,5 @@
-"""checkov on rendered manifests, with the written exceptions of policy_exceptions.yaml."""
+"""checkov on rendered manifests, with each chart's written exceptions (policy_exceptions.yaml for the
+service chart and the kustomize builds, locust_policy_exceptions.yaml for charts/locust)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import yaml
 
 from tests.deploy.charts import CHECKOV, env_without_proxy_noise, run, tool
 
-EXCEPTIONS = Path(__file__).with_name("policy_exceptions.yaml")
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -26,8 +25,9 @@ class Failure:
         return f"{self.check} ({self.title}) on {self.resource} in {self.file}"
 
 
-def exceptions() -> list[dict[str, Any]]:
-    entries = yaml.safe_load(EXCEPTIONS.read_text())
+def exceptions(path: Path) -> list[dict[str, Any]]:
+    """The written exceptions of a file; each names its check, the resources it spares and why."""
+    entries = yaml.safe_load(path.read_text())
     for entry in entries:
         assert set(entry) == {"check", "resources", "reason"}, entry
         assert len(entry["reason"]) > 40, f"{entry['check']}: a reason, not a label"

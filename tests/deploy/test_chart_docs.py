@@ -1,5 +1,6 @@
 """The chart's README table and values.schema.json agree with the `## @param` comments of values.yaml:
-Bitnami's readme generator makes the table and a schema skeleton from them, and neither may drift."""
+Bitnami's readme generator makes the table and a schema skeleton from them, and neither may drift.
+Both charts' schemas refuse unknown keys here; test_locust_chart_docs.py checks the rest of charts/locust's."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.deploy.charts import CHART, NPM_TOOLS, run, tool
+from tests.deploy.locust_chart import CHART as LOCUST_CHART
 
 README_GENERATOR = NPM_TOOLS / ".bin" / "readme-generator"
 
 
-def generate(tmp_path: Path) -> tuple[str, dict[str, Any]]:
-    """The README as the generator rewrites it, and the schema skeleton it derives."""
+def generate(tmp_path: Path, chart: Path = CHART) -> tuple[str, dict[str, Any]]:
+    """The chart's README as the generator rewrites it, and the schema skeleton it derives."""
     readme = tmp_path / "README.md"
-    shutil.copy(CHART / "README.md", readme)
+    shutil.copy(chart / "README.md", readme)
     skeleton = tmp_path / "schema.json"
-    values = str(CHART / "values.yaml")
+    values = str(chart / "values.yaml")
     run(tool(README_GENERATOR), "--values", values, "--readme", str(readme), "--schema", str(skeleton))
     return readme.read_text(), json.loads(skeleton.read_text())
 
@@ -60,7 +64,8 @@ def walk_objects(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict
     return found
 
 
-def test_the_schema_refuses_unknown_keys_everywhere() -> None:
-    strict = json.loads((CHART / "values.schema.json").read_text())
+@pytest.mark.parametrize("chart", [CHART, LOCUST_CHART], ids=lambda chart: chart.name)
+def test_the_schema_refuses_unknown_keys_everywhere(chart: Path) -> None:
+    strict = json.loads((chart / "values.schema.json").read_text())
     open_objects = [path for path, obj in walk_objects(strict) if obj.get("additionalProperties") is not False]
     assert open_objects == []

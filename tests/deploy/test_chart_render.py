@@ -1,26 +1,31 @@
 """The chart renders every case, for Helm 4 and Helm 3, and every object validates strictly against
-the oldest and newest Kubernetes it supports; bad values are refused with a readable message."""
+the oldest and newest Kubernetes it supports; bad values are refused with a readable message. The
+strict lint and validation and the refusals (from the tables of test_locust_chart_render.py) are
+checked here for charts/locust too."""
 
 from __future__ import annotations
 
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.deploy import test_locust_chart_render as locust_render
 from tests.deploy.charts import (
     CASE_NAMES,
-    CASES,
     CHART,
     HELM,
     HELM3,
     KUBERNETES_VERSIONS,
     NPM_TOOLS,
     REPO,
-    Case,
+    SERVICE,
+    Chart,
     case_named,
+    each_case,
     helm_template,
     objects,
     rendered,
@@ -28,27 +33,42 @@ from tests.deploy.charts import (
     tool,
     write_manifests,
 )
+from tests.deploy.locust_chart import LOCUST
 
 CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/",)
 VALIDATE_CUSTOM_RESOURCES = Path(__file__).with_name("validate_custom_resources.mjs")
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_NAMES)
-def test_lint_strict(case: Case) -> None:
-    result = run(tool(HELM), "lint", "--strict", str(CHART), *case.args(), check=False)
+# Both charts lint strictly and validate strictly here; the Locust chart lints on Helm 3 too.
+LINTED_ON = {SERVICE: {"helm4": HELM}, LOCUST: {"helm4": HELM, "helm3": HELM3}}
+
+
+@pytest.mark.parametrize(
+    ("chart", "case", "helm"),
+    [
+        pytest.param(chart, case, helm, id=f"{chart.name}-{case}-{helm_id}")
+        for chart, helms in LINTED_ON.items()
+        for helm_id, helm in helms.items()
+        for case in chart.case_names
+    ],
+)
+def test_lint_strict(chart: Chart, case: str, helm: Path) -> None:
+    result = run(tool(helm), "lint", "--strict", str(chart.path), *chart.case_named(case).args(), check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("case", CASE_NAMES)
-def test_every_object_validates_strictly(case: str, version: str, tmp_path: Path) -> None:
-    path = write_manifests(tmp_path, case, rendered(case))
+@pytest.mark.parametrize(("chart", "case"), each_case(SERVICE, LOCUST))
+def test_every_object_validates_strictly(chart: Chart, case: str, version: str, tmp_path: Path) -> None:
+    path = write_manifests(tmp_path, case, chart.rendered(case))
     result = run(str(REPO / ".venv/bin/kubernetes-validate"), "--strict", "-k", version, str(path), check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    validated = result.stdout.count(" passed for resource ")
-    custom = [doc for doc in objects(rendered(case)) if doc["apiVersion"].startswith(CUSTOM_RESOURCE_GROUPS)]
-    assert validated + len(custom) == len(objects(rendered(case))), result.stdout
+    validated, docs = result.stdout.count(" passed for resource "), objects(chart.rendered(case))
+    # The service chart's custom resources are checked against their CRD schemas (below); the Locust
+    # chart has none to leave out: kubernetes-validate passes every object of it.
+    custom = [doc for doc in docs if doc["apiVersion"].startswith(CUSTOM_RESOURCE_GROUPS)] if chart == SERVICE else []
+    assert validated + len(custom) == len(docs), result.stdout
 
 
 @pytest.mark.parametrize("case", ["hpa-rps", "prod"])
@@ -176,22 +196,36 @@ CHECK_ERRORS = {
 }
 
 
-@pytest.mark.parametrize("helm", [HELM, HELM3], ids=["helm4", "helm3"])
-@pytest.mark.parametrize("name", list(SCHEMA_ERRORS))
-def test_values_outside_the_schema_are_refused(name: str, helm: Path) -> None:
-    args, helm4_message, helm3_message = SCHEMA_ERRORS[name]
-    result = helm_template(case_named("default"), *args, helm=helm, check=False)
-    assert result.returncode != 0, f"{name}: rendered"
-    assert (helm4_message if helm == HELM else helm3_message) in result.stderr, result.stderr
+# Both charts' refusals, checked alike: the default case with the table's settings.
+SCHEMA_TABLES = {SERVICE: SCHEMA_ERRORS, LOCUST: locust_render.SCHEMA_ERRORS}
+CHECK_TABLES = {SERVICE: CHECK_ERRORS, LOCUST: locust_render.CHECK_ERRORS}
+
+
+def each_error(tables: dict[Chart, dict[str, Any]]) -> list[Any]:
+    return [pytest.param(chart, name, id=f"{chart.name}-{name}") for chart, table in tables.items() for name in table]
+
+
+def refusal(chart: Chart, args: list[str], helm: Path) -> str:
+    """What `helm template` of the chart's default case with args says on stderr; it must fail."""
+    result = chart.helm_template(chart.case_named("default"), *args, helm=helm, check=False)
+    assert result.returncode != 0, f"{chart.name} {args}: rendered"
+    return result.stderr
 
 
 @pytest.mark.parametrize("helm", [HELM, HELM3], ids=["helm4", "helm3"])
-@pytest.mark.parametrize("name", list(CHECK_ERRORS))
-def test_values_that_cannot_work_together_are_refused(name: str, helm: Path) -> None:
-    args, message = CHECK_ERRORS[name]
-    result = helm_template(case_named("default"), *args, helm=helm, check=False)
-    assert result.returncode != 0, f"{name}: rendered"
-    assert message in result.stderr, result.stderr
+@pytest.mark.parametrize(("chart", "name"), each_error(SCHEMA_TABLES))
+def test_values_outside_the_schema_are_refused(chart: Chart, name: str, helm: Path) -> None:
+    args, helm4_message, helm3_message = SCHEMA_TABLES[chart][name]
+    stderr = refusal(chart, args, helm)
+    assert (helm4_message if helm == HELM else helm3_message) in stderr, stderr
+
+
+@pytest.mark.parametrize("helm", [HELM, HELM3], ids=["helm4", "helm3"])
+@pytest.mark.parametrize(("chart", "name"), each_error(CHECK_TABLES))
+def test_values_that_cannot_work_together_are_refused(chart: Chart, name: str, helm: Path) -> None:
+    args, message = CHECK_TABLES[chart][name]
+    stderr = refusal(chart, args, helm)
+    assert message in stderr, stderr
 
 
 def test_the_defaults_need_only_a_database() -> None:

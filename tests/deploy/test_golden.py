@@ -1,25 +1,27 @@
-"""Each case renders exactly its committed golden file (refresh with `make chart-golden`)."""
+"""Each case of each chart renders exactly its committed golden file (refresh with `make chart-golden`,
+or `make chart-locust-golden` for charts/locust, whose own mask test_locust_chart_golden.py checks)."""
 
 from __future__ import annotations
 
-import difflib
-
 import pytest
 
-from tests.deploy.charts import CASE_NAMES, rendered
-from tests.deploy.golden import GENERATED, GOLDEN, golden_path, masked
+from tests.deploy import golden, locust_golden
+from tests.deploy.charts import Chart, each_case, rendered
+from tests.deploy.golden import GENERATED, Golden, masked
+
+GOLDENS = {golden.GOLDEN.chart: golden.GOLDEN, locust_golden.GOLDEN.chart: locust_golden.GOLDEN}
 
 
-@pytest.mark.parametrize("case", CASE_NAMES)
-def test_render_matches_the_golden_file(case: str) -> None:
-    expected = golden_path(case).read_text()
-    actual = masked(rendered(case))
-    diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), "golden", "rendered"))
-    assert not diff, f"the chart's render changed; review it and run `make chart-golden`:\n{diff[:6000]}"
+@pytest.mark.parametrize(("chart", "case"), each_case(*GOLDENS))
+def test_render_matches_the_golden_file(chart: Chart, case: str) -> None:
+    renders = GOLDENS[chart]
+    diff = renders.diff(case)
+    assert not diff, f"the chart's render changed; review it and run `{renders.refresh}`:\n{diff[:6000]}"
 
 
-def test_there_is_a_golden_file_for_each_case_and_no_other() -> None:
-    assert sorted(p.stem for p in GOLDEN.glob("*.yaml")) == sorted(CASE_NAMES)
+@pytest.mark.parametrize("renders", GOLDENS.values(), ids=lambda renders: renders.chart.name)
+def test_there_is_a_golden_file_for_each_case_and_no_other(renders: Golden) -> None:
+    assert renders.cases() == sorted(renders.chart.case_names)
 
 
 def test_only_generated_values_are_masked() -> None:

@@ -1,51 +1,17 @@
-"""Policy on what charts/locust renders: checkov with zero unexplained failures (its exceptions in
-locust_policy_exceptions.yaml), and the checks no scanner does: Services and policies select the pods
-they mean, and the NetworkPolicies let exactly workers to master, both to the target and DNS."""
+"""Policy on what charts/locust renders, the checks no scanner does: Services and policies select the pods
+they mean, and the NetworkPolicies let exactly workers to master, both to the target and DNS. (checkov
+runs on it in test_policy.py, with the exceptions of locust_policy_exceptions.yaml.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.deploy.charts import named, objects, of_kind, pod_labels, selects, write_manifests
+from tests.deploy.charts import named, objects, of_kind, pod_labels, selects
 from tests.deploy.locust_chart import CASE_NAMES, rendered
-from tests.deploy.policy import checkov_failures, excepted
 from tests.deploy.test_locust_chart_semantics import container, ports_of, values_of, workload
 from tests.deploy.test_policy import container_ports, selected_workloads
-
-EXCEPTIONS = Path(__file__).with_name("locust_policy_exceptions.yaml")
-
-
-def exceptions() -> list[dict[str, Any]]:
-    entries = yaml.safe_load(EXCEPTIONS.read_text())
-    for entry in entries:
-        assert set(entry) == {"check", "resources", "reason"}, entry
-        assert len(entry["reason"]) > 40, f"{entry['check']}: a reason, not a label"
-    return entries
-
-
-@pytest.fixture(scope="module")
-def checkov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, int]:
-    directory = tmp_path_factory.mktemp("locust-manifests")
-    for case in CASE_NAMES:
-        write_manifests(directory, f"locust-{case}", rendered(case))
-    return checkov_failures(directory)
-
-
-def test_checkov_finds_nothing_unexplained(checkov_run: tuple[list, int]) -> None:
-    failures, passed = checkov_run
-    assert passed > 500, "checkov ran no checks"
-    unexplained = [str(failure) for failure in failures if not excepted(failure, exceptions())]
-    assert unexplained == []
-
-
-def test_every_exception_is_still_needed(checkov_run: tuple[list, int]) -> None:
-    failures, _ = checkov_run
-    for entry in exceptions():
-        assert any(excepted(failure, [entry]) for failure in failures), f"{entry['check']} no longer fails: remove it"
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)

@@ -1,5 +1,5 @@
-"""Policy on what the chart renders: checkov with zero unexplained failures, and the checks no
-scanner does (selectors, ports, the grace period, pinned images in production)."""
+"""Policy on what the chart renders: checkov with zero unexplained failures (for charts/locust too), and
+the checks no scanner does (selectors, ports, the grace period, pinned images in production)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import yaml
 
 from tests.deploy.charts import (
     CASE_NAMES,
+    SERVICE,
+    Chart,
     containers,
     named,
     objects,
@@ -24,30 +26,38 @@ from tests.deploy.charts import (
     write_manifests,
 )
 from tests.deploy.kustomize import BUILDS, built
-from tests.deploy.policy import checkov_failures, excepted, exceptions
+from tests.deploy.locust_chart import LOCUST
+from tests.deploy.policy import Failure, checkov_failures, excepted, exceptions
+
+CheckovRun = tuple[Chart, list[Failure], int]  # the chart, checkov's failures on it, how many checks passed
 
 
-@pytest.fixture(scope="module")
-def checkov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, int]:
-    """One run over every manifest the project ships: each chart case and each kustomize build."""
-    directory = tmp_path_factory.mktemp("manifests")
-    for case in CASE_NAMES:
-        write_manifests(directory, f"chart-{case}", rendered(case))
-    for name in BUILDS:
-        write_manifests(directory, f"k8s-{name}", built(name))
-    return checkov_failures(directory)
+def shipped(chart: Chart) -> dict[str, str]:
+    """What checkov reads for a chart: each case, and beside the service chart's the kustomize builds."""
+    manifests = {f"{chart.name}-{case}": chart.rendered(case) for case in chart.case_names}
+    return manifests | ({f"k8s-{name}": built(name) for name in BUILDS} if chart == SERVICE else {})
 
 
-def test_checkov_finds_nothing_unexplained(checkov_run: tuple[list, int]) -> None:
-    failures, passed = checkov_run
+@pytest.fixture(scope="module", params=[SERVICE, LOCUST], ids=lambda chart: chart.name)
+def checkov_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> CheckovRun:
+    """One run over every manifest of a chart (the project ships both)."""
+    chart: Chart = request.param
+    directory = tmp_path_factory.mktemp(f"{chart.name}-manifests")
+    for name, manifests in shipped(chart).items():
+        write_manifests(directory, name, manifests)
+    return chart, *checkov_failures(directory)
+
+
+def test_checkov_finds_nothing_unexplained(checkov_run: CheckovRun) -> None:
+    chart, failures, passed = checkov_run
     assert passed > 500, "checkov ran no checks"
-    unexplained = [str(failure) for failure in failures if not excepted(failure, exceptions())]
+    unexplained = [str(failure) for failure in failures if not excepted(failure, exceptions(chart.policy_exceptions))]
     assert unexplained == []
 
 
-def test_every_exception_is_still_needed(checkov_run: tuple[list, int]) -> None:
-    failures, _ = checkov_run
-    for entry in exceptions():
+def test_every_exception_is_still_needed(checkov_run: CheckovRun) -> None:
+    chart, failures, _ = checkov_run
+    for entry in exceptions(chart.policy_exceptions):
         assert any(excepted(failure, [entry]) for failure in failures), f"{entry['check']} no longer fails: remove it"
 
 

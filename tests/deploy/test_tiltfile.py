@@ -16,7 +16,7 @@ import yaml
 from starlark_go import EvalError
 
 from tests.deploy import locust_chart
-from tests.deploy.charts import NAMESPACE, RELEASE, REPO, objects, rendered
+from tests.deploy.charts import NAMESPACE, RELEASE, REPO, case_named, helm_template, objects, rendered
 from tests.deploy.tilt_stubs import (
     RESTART_EXT_DIR,
     TRIGGER_MODE_MANUAL,
@@ -301,7 +301,7 @@ def test_helm_renders_the_dev_case(tilt: TiltRun) -> None:
 def test_the_generated_secrets_are_the_same_on_every_load() -> None:
     """helm template sees no cluster, so the chart's lookup-kept secrets come out new on each render;
     what Tilt applies must not, or the database's password changes under it."""
-    raw = [objects(rendered("dev")), objects(rendered.__wrapped__("dev"))]
+    raw = [objects(rendered("dev")), objects(helm_template(case_named("dev")).stdout)]
     assert [o for o in raw[0] if o["kind"] == "Secret"] != [o for o in raw[1] if o["kind"] == "Secret"]
     runs = [TiltRun(context=kind_context(), helm_cache=False).execute() for _ in range(2)]
     assert runs[0].objects == runs[1].objects
