@@ -116,7 +116,9 @@ async def test_overload_at_3x_and_10x_gets_fast_honest_503s_in_bounded_memory(co
         (14_000, 250.0, 0.56, True),  # the client's loop fell behind while the service had time: the client's limit
         (14_000, 250.0, 0.95, False),  # the service was the busy one: its socket queue is its own fault
         (14_000, 2.0, 0.56, False),  # the client kept time, short since its connections all awaited answers
-        (50_000, 250.0, 0.56, False),  # the target was reached
+        (14_000, 20.0, 0.56, True),  # short, and late beyond keeping a schedule of thousands a second
+        (50_000, 60.0, 0.56, True),  # the target reached, but the client late by over half the 100 ms bound
+        (50_000, 20.0, 0.56, False),  # the target reached, the client's lateness well inside the bound
     ],
 )
 async def test_a_level_is_the_generators_limit_only_when_the_client_fell_behind(
@@ -128,7 +130,7 @@ async def test_a_level_is_the_generators_limit_only_when_the_client_fell_behind(
         "client_loop_lag_p99_ms": loop_lag_ms,
         "service_cores": service_cores,
     }
-    assert overload.generator_bound(level) is bound
+    assert overload.generator_bound(level, bound_ms=100.0) is bound
 
 
 async def test_slow_clients_hold_no_slot_and_normal_traffic_keeps_its_p99(context: Context) -> None:
