@@ -104,14 +104,22 @@ def _wait_ready(host: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def stop(process: subprocess.Popen[bytes], sig: signal.Signals) -> int:
-    """Signal the process, give it STOP_GRACE_SECONDS to finish, then kill it; its exit code."""
+    """Signal the process's group, give it STOP_GRACE_SECONDS to finish, then kill the group; its exit code.
+
+    The group, not the process: Locust's --processes forks its workers, and a worker left behind by a
+    killed master keeps running and keeps the output pipes it inherited open."""
     if process.poll() is None:
-        process.send_signal(sig)
+        _signal_group(process, sig)
     try:
         return process.wait(STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _signal_group(process, signal.SIGKILL)
         return process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
 
 
 def locust_command(host: str, args: argparse.Namespace, run_plan: Plan, results: Path, extra: list[str]) -> list[str]:
@@ -128,14 +136,15 @@ def locust_command(host: str, args: argparse.Namespace, run_plan: Plan, results:
 
 def run_locust(command: list[str], timeout: float) -> int:
     """Locust until it exits, or SIGINT (it then stops and writes its reports) after `timeout` seconds."""
-    process = subprocess.Popen(command, cwd=REPO_ROOT)  # noqa: S603 - our own command
+    # A session of its own, so that stop() reaches its workers too; Ctrl-C comes here and is passed on.
+    process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True)  # noqa: S603 - our own command
     try:
         return process.wait(timeout)
     except subprocess.TimeoutExpired:
         print(f"load: stopping Locust after {timeout:.0f} s (--timeout)", file=sys.stderr)
         return stop(process, signal.SIGINT)
     except KeyboardInterrupt:
-        # Ctrl-C reached Locust too (the same process group): let it write its reports.
+        # Ctrl-C: Locust stops on SIGINT and writes its reports.
         return stop(process, signal.SIGINT)
 
 
