@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from auth_service.db.engine import Database
-from auth_service.security.counters import Counter, CounterStore, FallbackCounters, StoreFault, seconds_until
+from auth_service.security.counters import Counter, CounterStore, MirroredCounters, StoreFault, seconds_until
 from auth_service.security.counters_postgres import PostgresCounters
 from auth_service.security.counters_redis import RedisCounters
-from tests.utils.ports import free_port
+from bench.ports import free_port
 
 
 @pytest.fixture
@@ -93,28 +94,78 @@ async def test_a_redis_that_does_not_answer_is_a_store_fault_within_its_timeout(
         await redis.close()
 
 
-class Broken:
-    """A store whose every call is a fault, as a Redis that is down."""
+class Switchable:
+    """The real Redis store, made faulty on demand: `down` raises StoreFault as a Redis away or too slow
+    would. Stopping the shared Redis under the suite would break its other tests, so the fault is
+    injected here, in front of a real Redis."""
 
-    calls = 0
+    def __init__(self, redis: RedisCounters) -> None:
+        self.redis = redis
+        self.down = False
+        self.calls = 0
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        self.calls += 1
+        if self.down:
+            raise StoreFault("down")
+        return await getattr(self.redis, name)(*args)
+
+    async def read(self, keys: Any) -> Any:
+        return await self._call("read", keys)
 
     async def count(self, counters: Any) -> None:
-        self.calls += 1
-        raise StoreFault("down")
+        await self._call("count", counters)
 
-    read = clear = count
+    async def clear(self, keys: Any) -> None:
+        await self._call("clear", keys)
 
 
-async def test_the_fallback_counts_in_postgresql_while_redis_is_faulty(database: Database) -> None:
-    broken, postgres = Broken(), PostgresCounters(database)
-    store = FallbackCounters(broken, postgres, retry_after=0.3)  # type: ignore[arg-type]
-    counter = fresh()
+@dataclass
+class Mirrored:
+    store: MirroredCounters
+    switchable: Switchable
+    postgres: PostgresCounters
+
+
+# Redis skipped for 0.3 s after a fault, read from PostgreSQL for 0.8 s after it.
+@pytest.fixture
+async def mirrored(redis_url: str, database: Database) -> AsyncIterator[Mirrored]:
+    redis = RedisCounters.from_url(redis_url, timeout=1.0)
+    switchable, postgres = Switchable(redis), PostgresCounters(database)
+    yield Mirrored(MirroredCounters(switchable, postgres, retry_after=0.3, reconcile=0.8), switchable, postgres)  # type: ignore[arg-type]
+    await redis.close()
+
+
+@pytest.mark.redis
+async def test_every_count_and_clear_reaches_postgresql_while_redis_answers_the_reads(mirrored: Mirrored) -> None:
+    store, switchable, postgres = mirrored.store, mirrored.switchable, mirrored.postgres
+    counted, cleared = fresh(), fresh()
     for _ in range(3):
-        await store.count([counter])
-    assert (await store.read([counter.key]))[counter.key].count == 3
-    assert (await postgres.read([counter.key]))[counter.key].count == 3, "not counted in PostgreSQL"
-    assert broken.calls == 1, "Redis was asked again within its retry period"
+        await store.count([counted, cleared])
+    await store.clear([cleared.key])
+    for where in (switchable.redis, postgres):
+        windows = await where.read([counted.key, cleared.key])
+        assert {key: window.count for key, window in windows.items()} == {counted.key: 3}, where
+    await switchable.redis.count([counted])  # in Redis alone: the reads are Redis's
+    assert (await store.read([counted.key]))[counted.key].count == 4
+
+
+@pytest.mark.redis
+async def test_a_redis_fault_loses_no_count_neither_while_it_lasts_nor_after(mirrored: Mirrored) -> None:
+    store, switchable = mirrored.store, mirrored.switchable
+    counter = fresh()
+    for _ in range(10):
+        await store.count([counter])  # a guesser at its limit, counted while Redis was up
+    switchable.down = True
+    assert (await store.read([counter.key]))[counter.key].count == 10, "the fault reset the counter"
+    calls = switchable.calls
+    await store.count([counter])
+    assert switchable.calls == calls, "Redis was asked again within its retry period"
     await asyncio.sleep(0.35)
-    await store.clear([counter.key])
-    assert broken.calls == 2
-    assert await postgres.read([counter.key]) == {}
+    switchable.down = False
+    await store.count([counter])  # Redis written again, but it missed the count made while it was away
+    assert (await switchable.redis.read([counter.key]))[counter.key].count == 11
+    assert (await store.read([counter.key]))[counter.key].count == 12, "read from Redis before reconciling"
+    await asyncio.sleep(0.6)  # the reconcile period (the longest window) has ended since the fault
+    await switchable.redis.count([counter])  # in Redis alone
+    assert (await store.read([counter.key]))[counter.key].count == 12, "Redis not read again after reconciling"

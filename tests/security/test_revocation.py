@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from auth_service.db.purge import purging
+from bench.ports import free_port
 from tests.cache.test_coherence import COHERENCE_BOUND_SECONDS, listener_pids
 from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, serve
-from tests.utils.ports import free_port
 from tests.utils.sql import sql_connection
 from tests.utils.waiting import wait_until
 

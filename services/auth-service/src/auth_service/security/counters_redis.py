@@ -1,7 +1,7 @@
 """Attempt counters in Redis (INCR, and PEXPIRE on a window's first attempt), when the service has a Redis.
 
-Every call is bounded by the Redis timeout; a fault raises StoreFault, and FallbackCounters counts in
-PostgreSQL meanwhile. A count touches several keys in one script, so it needs one Redis (or one
+Every call is bounded by the Redis timeout; a fault raises StoreFault, and MirroredCounters reads from
+PostgreSQL, which holds every count. A count touches several keys in one script, so it needs one Redis (or one
 cluster slot): the service's Redis is a single instance, as the cache's is.
 """
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from auth_service.db.engine import Database
 from auth_service.db.purge import purging
 from auth_service.errors import ApiError, ServiceUnavailable
-from auth_service.security.counters import Counter, CounterStore, FallbackCounters, Window, seconds_until
+from auth_service.security.counters import Counter, CounterStore, MirroredCounters, Window, seconds_until
 from auth_service.security.counters_postgres import PostgresCounters
-from auth_service.security.counters_redis import RedisCounters
 from auth_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,13 +131,18 @@ class LoginLimits:
 
 @contextlib.asynccontextmanager
 async def open_login_limits(settings: Settings, db: Database) -> AsyncIterator[LoginLimits]:
-    """The limits on their store (Redis before PostgreSQL when redis_url is set), purged in the background."""
+    """The limits on their store (PostgreSQL, read from Redis when redis_url is set), purged in the background."""
     postgres = PostgresCounters(db)
     async with contextlib.AsyncExitStack() as stack:
         store: CounterStore = postgres
         if settings.redis_url:
+            from auth_service.security.counters_redis import RedisCounters  # as services._open_l2 does
+
             redis = RedisCounters.from_url(settings.redis_url, settings.redis_timeout_seconds)
             stack.push_async_callback(redis.close)
-            store = FallbackCounters(redis, postgres, settings.redis_retry_after_seconds)
+            # Counts made while Redis was skipped are in PostgreSQL alone until their windows end.
+            skipped = settings.redis_retry_after_seconds
+            longest = max(settings.login_failure_window_seconds, settings.signup_window_seconds)
+            store = MirroredCounters(redis, postgres, skipped, reconcile=longest + skipped)
         await stack.enter_async_context(purging(postgres.purge, "attempt counters"))
         yield LoginLimits(store, settings)
