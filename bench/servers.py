@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from bench.config import REPO_ROOT
+from bench.ports import free_port, free_ports
 from bench.tools import pinned
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -57,12 +57,6 @@ def child_pids(pid: int) -> list[int]:
         except OSError:
             continue  # the thread has exited
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def signing_keys() -> tuple[str, str]:
@@ -126,7 +120,7 @@ def ceiling_command(port: int, responses: Path) -> list[str]:
 @contextlib.contextmanager
 def running_service(cpu: int, env: dict[str, str], log: Path) -> Iterator[Server]:
     """`auth-service serve` with these settings, a free port and admin port; stopped afterwards."""
-    port, admin_port = free_port(), free_port()
+    port, admin_port = free_ports(2)
     settings = env | {
         "AUTH_PORT": str(port),
         "AUTH_ADMIN_PORT": str(admin_port),

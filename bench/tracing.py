@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from bench import ratios, stats
-from bench.servers import Server, free_port, running
+from bench.ports import free_port
+from bench.servers import Server, running
 from bench.stats import Rep
 from bench.tools import pinned
 

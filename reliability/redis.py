@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tests.utils.ports import free_port
+from bench.ports import free_port
 from tests.utils.redis_server import answers_ping, bundled_server
 
 START_TIMEOUT_SECONDS = 10.0

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from auth_service.services import driver_dsn
 from bench import servers
+from bench.ports import free_ports
 from bench.servers import Server
 from reliability import postgres
 from reliability.context import Context
@@ -166,7 +167,7 @@ async def shared(context: Context) -> tuple[Service, str]:
 @asynccontextmanager
 async def running(context: Context, name: str, database_url: str, **settings: str) -> AsyncIterator[Service]:
     """One `auth-service serve` on free ports with these AUTH_* (or OTEL_*) settings; stopped afterwards."""
-    port, admin_port = servers.free_port(), servers.free_port()
+    port, admin_port = free_ports(2)
     env = service_env(context, database_url, settings) | {"AUTH_PORT": str(port), "AUTH_ADMIN_PORT": str(admin_port)}
     process = servers.running(name, servers.service_command(), env, port, context.log(name))
     server = await asyncio.to_thread(process.__enter__)

@@ -19,8 +19,8 @@ import httpx
 
 from auth_service.cli import DEMO_USERS
 from auth_service.services import driver_dsn
+from bench.ports import free_port
 from tests.utils.app import unique_email
-from tests.utils.ports import free_port
 from tests.utils.postgres import fresh_database
 from tests.utils.processes import background
 

@@ -6,9 +6,9 @@ import asyncio
 import re
 import time
 
+from bench.ports import free_port
 from tests.test_cli import CLI, cli_env
 from tests.utils.app import RunningApp
-from tests.utils.ports import free_port
 from tests.utils.postgres import stored_emails
 
 SMOKE_STEPS = ["readiness: HTTP 200", "create user: HTTP 201", "issue token: HTTP 200", "verify token: HTTP 200"]

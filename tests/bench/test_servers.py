@@ -20,6 +20,7 @@ import httpx
 import jwt
 import pytest
 
+from bench.ports import free_port
 from tests.utils.app import bearer, create_user, login, make_settings, new_user, serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,13 +29,6 @@ BASELINE_KID = "b1"
 BASELINE_KEY = secrets.token_urlsafe(36)  # 48 characters
 USER_KEYS = ["id", "email", "name", "created_at", "updated_at"]
 CLAIM_KEYS = ["sub", "iss", "aud", "iat", "nbf", "exp", "jti"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -16,9 +16,9 @@ from sqlalchemy.engine import make_url
 
 from auth_service.cli import EXIT_DATABASE_UNREACHABLE, EXIT_NOT_AT_HEAD
 from auth_service.db import migrate, revision
+from bench.ports import free_port
 from tests.test_cli import CLI, cli_env, run_cli
 from tests.utils.app import TEST_SIGNING_KEY
-from tests.utils.ports import free_port
 from tests.utils.processes import background
 from tests.utils.sql import sql_connection
 

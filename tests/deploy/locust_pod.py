@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.ports import free_ports
 from tests.deploy.charts import REPO, named, of_kind, pod_spec, selects
 from tests.deploy.pod import Image, PodContext, container_env
-from tests.utils.ports import free_port
 
 IMAGE = Image(entrypoint=["locust"], cmd=[], env={"PYTHONUNBUFFERED": "1"})
 CODE_ROOT = "/opt/loadtests"
@@ -86,11 +86,12 @@ def with_master_ports(process: Process, container: dict[str, Any]) -> tuple[Proc
     declared = {port["name"]: port["containerPort"] for port in container["ports"]}
     args = process.argv
     assert int(flag_value(args, "--master-bind-port")) == declared["master"]
-    ports = {"master": free_port()}
+    master_port, ui_port = free_ports(2)
+    ports = {"master": master_port}
     args = [*replace_flag(args, "--master-bind-port", str(ports["master"])), "--master-bind-host=127.0.0.1"]
     if "ui" in declared:
         assert int(flag_value(args, "--web-port")) == declared["ui"]
-        ports["ui"] = free_port()
+        ports["ui"] = ui_port
         args = [*replace_flag(args, "--web-port", str(ports["ui"])), "--web-host=127.0.0.1"]
     return Process(args, process.env, process.root), ports
 

@@ -40,8 +40,8 @@ from sqlalchemy.engine import make_url
 
 from auth_service.db import migrate
 from auth_service.db.engine import driver_dsn
+from bench.ports import free_ports
 from tests.deploy.charts import NAMESPACE, REPO, case_named, helm_template, named, objects, pod_labels, pod_spec
-from tests.utils.ports import free_port
 
 CONTAINERS_CONF = REPO / "podman" / "containers.conf"
 NETWORK = "slirp4netns:allow_host_loopback=true"
@@ -136,7 +136,7 @@ def create_secrets(run_id: str, dsn: str) -> Iterator[None]:
 def played(image: str, pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The chart's Deployment and ConfigMap playing; taken down by the test that checks the stop."""
     run_id = uuid.uuid4().hex[:8]
-    ports = {"http": free_port(), "admin": free_port()}
+    ports = dict(zip(("http", "admin"), free_ports(2), strict=True))
     docs = render(run_id, ports)
     manifest = tmp_path_factory.mktemp("play") / "auth-service.yaml"
     deployment, changed = as_podman_plays(named(docs, "Deployment", SERVER))

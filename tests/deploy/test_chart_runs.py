@@ -23,6 +23,7 @@ import yaml
 
 from auth_service.db import migrate
 from auth_service.db.engine import driver_dsn
+from bench.ports import free_ports
 from tests.deploy.charts import REPO, case_named, helm_template, named, objects, of_kind, pod_labels, pod_spec, rendered
 from tests.deploy.pod import (
     PodContext,
@@ -34,7 +35,6 @@ from tests.deploy.pod import (
     service_image,
 )
 from tests.deploy.test_policy import alert_rules, metric_names_of
-from tests.utils.ports import free_port
 from tests.utils.sql import sql_connection, users_table_locked, wait_for_lock_waiters
 
 SERVER = "auth-auth-service"
@@ -94,7 +94,7 @@ def move_ports(env: dict[str, str], container: dict[str, Any]) -> tuple[dict[str
     """The env's AUTH_*PORT variables must name the container's declared ports; both move to free ones."""
     declared = declared_ports(container)
     assert env["AUTH_PORT"] == str(declared["http"]) and env["AUTH_ADMIN_PORT"] == str(declared["admin"])
-    ports = {"http": free_port(), "admin": free_port()}
+    ports = dict(zip(("http", "admin"), free_ports(2), strict=True))
     return {**env, "AUTH_PORT": str(ports["http"]), "AUTH_ADMIN_PORT": str(ports["admin"])}, ports
 
 

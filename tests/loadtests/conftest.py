@@ -19,6 +19,7 @@ import pytest
 
 from auth_service.services import driver_dsn
 from bench import servers
+from bench.ports import free_ports
 from tests.utils.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 SIGNUPS_PER_CLIENT = 3
@@ -61,7 +62,7 @@ def receiver_in_thread() -> Iterator[OtlpReceiver]:
 @pytest.fixture(scope="package")
 def load_service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadService]:
     batch_token = secrets.token_urlsafe(32)
-    port, admin_port = servers.free_port(), servers.free_port()
+    port, admin_port = free_ports(2)
     with receiver_in_thread() as traces:
         env = servers.common_env(driver_dsn(database_url), servers.signing_keys(), batch_token) | {
             "AUTH_PORT": str(port),

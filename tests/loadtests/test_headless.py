@@ -8,17 +8,17 @@ import socket
 import sys
 from pathlib import Path
 
+from bench.ports import free_ports
 from loadtests.endpoints import ENDPOINTS, SHED
 from tests.loadtests.conftest import LoadService
 from tests.loadtests.locust_runs import LOOSE_BUDGETS, clean_env, data_rows, locust, run, stats_rows, tail
-from tests.utils.ports import free_port
 
 
 def test_make_load_starts_the_service_and_runs_every_request_without_a_failure(
     database_url: str, tmp_path: Path
 ) -> None:
     """loadtests.local as `make load` runs it, with no service up: it starts one, a master and a worker."""
-    port = free_port()
+    port, master_port = free_ports(2)
     env = clean_env(
         LOCUST_HOST=f"http://127.0.0.1:{port}",
         AUTH_DATABASE_URL=database_url,
@@ -30,7 +30,7 @@ def test_make_load_starts_the_service_and_runs_every_request_without_a_failure(
         LOADTEST_MIX="login=0.4",
         **LOOSE_BUDGETS,
     )
-    command = [sys.executable, "-m", "loadtests.local", "--workers", "1", "--master-port", str(free_port())]
+    command = [sys.executable, "-m", "loadtests.local", "--workers", "1", "--master-port", str(master_port)]
     completed = run([*command, "--timeout", "60"], env)
 
     assert completed.returncode == 0, tail(completed)

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from bench import servers
+from bench.ports import free_port
 from loadtests import local, worker_rate
 from loadtests.accounts import Accounts, Session, email_of, seed
 from loadtests.endpoints import SHED
 from loadtests.service_client import ServiceClient, ServiceError
 from tests.loadtests.locust_runs import REPO_ROOT, clean_env
-from tests.utils.ports import free_port
 
 
 def test_the_service_started_here_gets_a_core_and_locust_a_worker_per_other_core() -> None:

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from bench.ports import free_ports
 from loadtests.endpoints import ENDPOINTS
 from tests.loadtests.conftest import LoadService
 from tests.loadtests.locust_runs import LOOSE_BUDGETS, REPO_ROOT, clean_env
-from tests.utils.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,7 +43,7 @@ def web_ui(load_service: LoadService, tmp_path: Path) -> Iterator[str]:
     """`python -m loadtests.local --ui` (make load-ui) on free ports; interrupted as Ctrl-C would, afterwards."""
     if not CHROMIUM.exists():
         pytest.skip(f"no {CHROMIUM}: `make browser` installs Debian's chromium (apt-get)")
-    port = free_port()
+    port, master_port = free_ports(2)
     env = clean_env(
         LOCUST_HOST=load_service.url,
         LOADTEST_BATCH_TOKEN=load_service.batch_token,
@@ -53,7 +53,7 @@ def web_ui(load_service: LoadService, tmp_path: Path) -> Iterator[str]:
         **LOOSE_BUDGETS,
     )
     command = [sys.executable, "-m", "loadtests.local", "--ui", "--web-port", str(port), "--workers", "1"]
-    command += ["--master-port", str(free_port()), "--timeout", "120"]
+    command += ["--master-port", str(master_port), "--timeout", "120"]
     runner = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}/"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.utils.ports import free_port
+from bench.ports import free_port
 
 LOCAL = ("127.0.0.1", 6379)
 # Database 15, away from anything else on a shared server.

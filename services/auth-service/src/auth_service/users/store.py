@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from opentelemetry import trace
 from sqlalchemy.engine import RowMapping
 
 from auth_service.cache.local import Loaded, LocalCache
-from auth_service.cache.redis_l2 import RedisL2
 from auth_service.db.engine import Database
 from auth_service.observability.tracing import CACHE_HIT
 from auth_service.users import repository
 from auth_service.users.schemas import encode_user
+
+if TYPE_CHECKING:
+    from auth_service.cache.redis_l2 import RedisL2
 
 
 class UserStore:
