@@ -167,7 +167,12 @@ class Settings(DatabaseSettings):
     cache_negative_ttl_seconds: float = Field(2.0, ge=0)
     invalidation_reconnect_seconds: float = Field(1.0, gt=0)
     redis_url: str | None = None
-    redis_timeout_seconds: float = Field(0.05, gt=0)
+    redis_timeout_seconds: float = Field(0.05, gt=0, description="Of a cache read or write in Redis")
+    # A login waits for its hash (tens of ms) anyway, and a timed-out count costs more than a wait: the
+    # other replicas read Redis, which may lack it. With 50 ms, a busy loop timed out on a healthy Redis.
+    redis_counter_timeout_seconds: float = Field(
+        0.5, gt=0, description="Of a login or signup counter's call to Redis; past it, PostgreSQL's counters"
+    )
     redis_retry_after_seconds: float = Field(5.0, gt=0, description="How long Redis is skipped after a fault")
 
     # --- Passwords (argon2id)

@@ -80,8 +80,11 @@ class MirroredCounters:
     def _fault(self, exc: StoreFault) -> None:
         now = time.monotonic()
         self.faults += 1
+        reported = now < self.redis_down_until  # by a call that faulted alongside this one
         self.redis_down_until = now + self.retry_after
         self.reads_on_postgres_until = now + self.reconcile
+        if reported:
+            return
         # Once per retry period at most: the period is the rate limit of this warning.
         log.warning(
             "attempt counters: Redis unavailable, skipped for %.1fs and read from PostgreSQL for %.0fs: %s",

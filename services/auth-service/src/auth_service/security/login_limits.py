@@ -138,7 +138,7 @@ async def open_login_limits(settings: Settings, db: Database) -> AsyncIterator[L
         if settings.redis_url:
             from auth_service.security.counters_redis import RedisCounters  # as services._open_l2 does
 
-            redis = RedisCounters.from_url(settings.redis_url, settings.redis_timeout_seconds)
+            redis = RedisCounters.from_url(settings.redis_url, settings.redis_counter_timeout_seconds)
             stack.push_async_callback(redis.close)
             # Counts made while Redis was skipped are in PostgreSQL alone until their windows end.
             skipped = settings.redis_retry_after_seconds
