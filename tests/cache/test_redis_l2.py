@@ -213,8 +213,11 @@ async def test_without_redis_every_endpoint_still_answers_and_fast(
     settings_for: Any, redis_fault: str, request: pytest.FixtureRequest
 ) -> None:
     url = request.getfixturevalue(redis_fault)
-    # Retry Redis on (nearly) every request, so that each one pays the fault, not only the first.
-    settings = settings_for(redis_url=url, redis_timeout_seconds=0.05, redis_retry_after_seconds=0.001)
+    # Retry Redis on (nearly) every request, so that each one pays the fault, not only the first; a
+    # login makes up to three counter calls, each bounded by the counters' own timeout.
+    settings = settings_for(
+        redis_url=url, redis_timeout_seconds=0.05, redis_counter_timeout_seconds=0.05, redis_retry_after_seconds=0.001
+    )
     async with serve(settings) as app:
         results = await every_endpoint(app)
         faults = app.services.l2.faults if app.services.l2 is not None else 0
