@@ -22,13 +22,14 @@ from starlette.types import ASGIApp
 from auth_service.app import create_app, front_door
 from auth_service.health import Health
 from auth_service.observability.logs import demote_graceful_cut_off
+from auth_service.prompt_server import PromptServer
 from auth_service.settings import Settings
 from auth_service.wire import CoalescingHttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
 
-class DrainingServer(uvicorn.Server):
+class DrainingServer(PromptServer):
     """uvicorn.Server whose first exit signal drains before it stops accepting."""
 
     def __init__(

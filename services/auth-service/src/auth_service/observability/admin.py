@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from auth_service.errors import error_body
 from auth_service.observability.profiling import debug_routes
 from auth_service.observability.telemetry import Telemetry
+from auth_service.prompt_server import PromptServer
 from auth_service.settings import Settings
 
 
@@ -60,12 +61,8 @@ def admin_app(telemetry: Telemetry, settings: Settings) -> ASGIApp:
     return AdminAuth(app, token, metrics_open=not settings.admin_metrics_require_token)
 
 
-class AdminServer(uvicorn.Server):
+class AdminServer(PromptServer):
     """A uvicorn server that leaves signals to the main one, and stops the moment it is told to."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._stopping = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -78,17 +75,8 @@ class AdminServer(uvicorn.Server):
             where = f"{self.config.host}:{self.config.port}"
             raise RuntimeError(f"the admin server cannot listen on {where} (AUTH_ADMIN_PORT)") from None
 
-    async def main_loop(self) -> None:
-        # uvicorn polls should_exit every 0.1 s; waking on an event makes shutdown that much shorter.
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 1) % 864_000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 0.1)
-
     def stop(self) -> None:
         self.should_exit = True
-        self._stopping.set()
 
 
 @contextlib.asynccontextmanager
