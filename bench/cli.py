@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--logins", type=int, help="tokens obtained by logging in (default 50)")
     p.add_argument("--fixed-rate-share", type=float, help="pace the fixed-rate run at this share of saturation (0.7)")
     p.add_argument("--no-tracing", action="store_true", help="skip the tracing-overhead runs")
+    p.add_argument("--tracing-repetitions", type=int, help="rounds of the tracing block (default: --repetitions)")
     p.add_argument("--no-allocations", action="store_true", help="skip the tracemalloc pass")
     p.add_argument("--quick", action="store_true", help="1 s runs, 1 round, 1 s warm-up, fewer users")
     p.add_argument(
@@ -57,7 +58,7 @@ def service_setting(text: str) -> tuple[str, str]:
 def config_from(args: argparse.Namespace) -> Config:
     values: dict[str, Any] = dict(QUICK) if args.quick else {}
     names = ("duration", "warmup", "repetitions", "endpoints", "servers", "output_dir", "users", "logins")
-    for name in (*names, "fixed_rate_share"):
+    for name in (*names, "fixed_rate_share", "tracing_repetitions"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.no_tracing:
@@ -68,8 +69,8 @@ def config_from(args: argparse.Namespace) -> Config:
         values["service_settings"] = dict(args.service_settings)
     server_cpu, client_cpu, allowed = pick_cpus()
     config = Config(**values, mix=mix_from_env(), server_cpu=server_cpu, client_cpu=client_cpu, cpus_allowed=allowed)
-    if config.duration < 1 or config.repetitions < 1:
-        raise SystemExit("--duration and --repetitions must be at least 1 (wrk takes whole seconds)")
+    if config.duration < 1 or config.repetitions < 1 or (config.tracing_repetitions or 1) < 1:
+        raise SystemExit("--duration and --repetitions (and --tracing-repetitions) must be at least 1")
     if not 0 < config.fixed_rate_share <= 1:
         raise SystemExit("--fixed-rate-share must be above 0 and at most 1")
     return replace(config, hot_set=min(config.hot_set, config.users), logins=min(config.logins, config.users))

@@ -60,6 +60,7 @@ class Config:
     hashing_connections: int = 8
     fixed_rate_share: float = 0.7
     tracing_ratios: tuple[float, ...] = (0.0, 0.01, 1.0)
+    tracing_repetitions: int | None = None  # rounds of the tracing block; None: `repetitions`
     allocation_requests: int = 2_000
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     # AUTH_* settings the service runs with beyond its shipped defaults (an experiment, named in the report).

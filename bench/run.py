@@ -185,7 +185,7 @@ class Bench:
             exported = dict.fromkeys(settings, 0)
             reps: dict[str, dict[str, list[stats.Rep]]] = {name: {e: [] for e in endpoints} for name in settings}
             retried = {name: dict.fromkeys(endpoints, 0) for name in settings}
-            for _ in range(self.config.repetitions):
+            for _ in range(self.config.tracing_repetitions or self.config.repetitions):
                 for name, otel in settings.items():
                     before = tracing.exports(sink)
                     for endpoint, (rep, retries) in self.traced_round(self.service_env | otel, endpoints, name).items():
@@ -342,6 +342,7 @@ def settings(config: Config) -> dict[str, Any]:
         "service_settings": config.service_settings,
         "one_client_settings": servers.ONE_CLIENT_SETTINGS,
         "tracing_ratios": list(config.tracing_ratios),
+        "tracing_repetitions": config.tracing_repetitions or config.repetitions,
         "allocation_requests": config.allocation_requests,
         "retries_of_disturbed_runs": config.retries,
         "disturbed_pct": DISTURBED_PCT,
