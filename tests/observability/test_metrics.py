@@ -63,6 +63,7 @@ EXPECTED = {
     "tracing_spans_dropped",
     "slow_requests_captured",
     "slow_requests_profile_cut",
+    "slow_requests_skipped_shedding",
 }
 
 

@@ -26,7 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from auth_service.observability.profiling import SlowRequestRecorder, debug_routes
+from auth_service.observability.profiling import HOLD_OFF_SECONDS, SlowRequestRecorder, debug_routes
+from auth_service.observability.telemetry import Telemetry
 from tests.utils.app import assert_error
 from tests.utils.serving import running
 from tests.utils.waiting import wait_until
@@ -463,3 +464,22 @@ def frames_of(slow: SlowRequestRecorder, entry_id: int) -> list[Any]:
         frames.append(frame)
         pending.extend(frame.children)
     return frames
+
+
+async def test_a_503_stops_the_profile_under_way_and_holds_off_the_next_for_a_while(settings_for: Any) -> None:
+    # A profile costs every request on the loop (~2.3x): a service shedding load cannot spare it.
+    telemetry = Telemetry(settings_for(slow_request_sample_ratio=1.0, slow_request_max_per_second=1000.0))
+    slow = telemetry.slow_requests
+    profiling = slow.begin()
+    assert profiling is not None and slow.sampled == 1
+    telemetry.observe_request("GET", "/v1/users/{user_id}", 200, 0.001, None)
+    assert slow.cut_short == 0, "a request answered is no reason to stop"
+    telemetry.observe_request("GET", "/v1/users/{user_id}", 503, 0.001, None)
+    assert slow.cut_short == 1, "the profile under way went on while the service refused work"
+    slow.end(profiling, method="GET", route="/slow", status=200, duration_seconds=1.0, trace_id=None)
+    assert [slow.begin() for _ in range(3)] == [None, None, None]
+    assert slow.skipped_shedding == 3
+    await asyncio.sleep(HOLD_OFF_SECONDS + 0.05)
+    again = slow.begin()
+    assert again is not None, "still held off a second after the last 503"
+    slow.end(again, method="GET", route="/fast", status=200, duration_seconds=0.0, trace_id=None)

@@ -152,7 +152,7 @@ class FastLane:
     def _observe(self, path: str, route: str, status: int, seconds: float, trace_id: str | None) -> None:
         telemetry = self.telemetry
         telemetry.lane_responses += 1
-        telemetry.metrics.observe_request("GET", route, status, seconds, trace_id)
+        telemetry.observe_request("GET", route, status, seconds, trace_id)
         ratio = telemetry.access_log_ratio
         if ratio and random.random() < ratio:  # noqa: S311 - sampling, not security
             log_access("GET", path, route, status, seconds)

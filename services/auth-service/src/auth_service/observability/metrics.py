@@ -264,6 +264,11 @@ class ServicesCollector(Collector):
             "Profiles stopped at their length bound, their request still running.",
             recorder.cut_short,
         )
+        yield _counter(
+            "slow_requests_skipped_shedding",
+            "Requests not profiled because the service had just refused work (503). Dashboards.",
+            recorder.skipped_shedding,
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -176,7 +176,7 @@ class TelemetryMiddleware:
     ) -> None:
         method, route = method_label(scope["method"]), route_template(scope)
         trace_id = sampled_trace_id(span)
-        self.telemetry.metrics.observe_request(method, route, status, seconds, trace_id)
+        self.telemetry.observe_request(method, route, status, seconds, trace_id)
         if span is not None:
             end_server_span(span, method, route, status)
         if token is not None:

@@ -49,6 +49,12 @@ class Telemetry:
         self.edge_ratio: float | None = None
         self.admin_port: int | None = None
 
+    def observe_request(self, method: str, route: str, status: int, seconds: float, trace_id: str | None) -> None:
+        """A request answered: the latency metric; and a 503 holds off the slow-request profiles."""
+        self.metrics.observe_request(method, route, status, seconds, trace_id)
+        if status == 503:
+            self.slow_requests.hold_off()
+
     @contextlib.asynccontextmanager
     async def tracing(self) -> AsyncIterator[None]:
         """The tracer provider and the library instrumentations, for this process; flushed at the end."""
