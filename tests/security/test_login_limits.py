@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from auth_service.security.login_limits import account_key
 from auth_service.settings import OWASP_MIN_MEMORY_KIB, OWASP_MIN_TIME_COST
@@ -22,7 +23,7 @@ from tests.security.clients import (
     statuses,
     stored_counters,
 )
-from tests.utils.app import assert_error, create_user, serve, unique_email
+from tests.utils.app import RunningApp, assert_error, create_user, serve, unique_email
 from tests.utils.sql import sql_connection
 
 WINDOW = 3600
@@ -124,6 +125,7 @@ async def test_the_limit_holds_across_two_instances_on_one_redis(quick: Any, dat
         pair = f"login:pair:{account_key(user['email'])}:127.0.0.1"
         assert int(await redis.get(f"auth:limits:{pair}")) == 4
         assert 0 < await redis.ttl(f"auth:limits:{pair}") <= WINDOW
+        assert (await counter_metrics(a))["login_counters_redis_read"] == 1
     # Every count in PostgreSQL too, so that a Redis fault loses none (security/counters.py).
     counted = {row["key"]: row["count"] for row in await stored_counters(database_url, user["email"])}
     assert counted[pair] == 4, counted
@@ -137,7 +139,22 @@ async def test_with_redis_down_the_limits_hold_in_postgresql(quick: Any, databas
         assert_limited(await log_in(app.client, user["email"], WRONG))
         async with client_from(app, OTHER_PEER) as real_user:
             assert (await log_in(real_user, user["email"], user["password"])).status_code == 200
+        exported = await counter_metrics(app)
     assert await stored_counters(database_url, user["email"]), "nothing counted in PostgreSQL"
+    assert exported["login_counters_redis_read"] == 0, "PostgreSQL answers the reads after a fault: an alert's signal"
+    assert exported["login_counters_redis_faults_total"] >= 1
+
+
+async def counter_metrics(app: RunningApp) -> dict[str, float]:
+    """The login counters' metrics from the admin port, by name."""
+    async with httpx.AsyncClient() as admin:
+        page = (await admin.get(f"http://127.0.0.1:{app.services.telemetry.admin_port}/metrics")).text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name.startswith("login_counters_redis_")
+    }
 
 
 async def test_counters_that_postgresql_cannot_read_in_time_fail_closed_fast(quick: Any, database_url: str) -> None:

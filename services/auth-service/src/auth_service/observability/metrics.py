@@ -22,6 +22,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
+from auth_service.security.counters import MirroredCounters
+
 if TYPE_CHECKING:
     from auth_service.services import Services
 
@@ -230,6 +232,18 @@ class ServicesCollector(Collector):
         family.add_metric(["login"], limits.refused_logins)
         family.add_metric(["signup"], limits.refused_signups)
         yield family
+        store = limits.store
+        if isinstance(store, MirroredCounters):
+            yield _gauge(
+                "login_counters_redis_read",
+                "1 while Redis answers the login counters' reads; 0 while PostgreSQL does, after a fault. Alert.",
+                store.reads_from_redis,
+            )
+            yield _counter(
+                "login_counters_redis_faults",
+                "Login and signup counter calls to Redis that failed or timed out.",
+                store.faults,
+            )
 
     def _tracing(self) -> Iterator[Metric]:
         telemetry = self.services.telemetry

@@ -77,6 +77,11 @@ class MirroredCounters:
         self.reads_on_postgres_until = 0.0
         self.faults = 0
 
+    @property
+    def reads_from_redis(self) -> bool:
+        """False while the reads are on PostgreSQL after a fault (for up to `reconcile` seconds)."""
+        return time.monotonic() >= self.reads_on_postgres_until
+
     def _fault(self, exc: StoreFault) -> None:
         now = time.monotonic()
         self.faults += 1
