@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class MirroredCounters:
         )
 
     async def read(self, keys: Sequence[str]) -> dict[str, Window]:
-        if time.monotonic() >= self.reads_on_postgres_until:
+        if self.reads_from_redis:
             try:
                 return await self.redis.read(keys)
             except StoreFault as exc:
@@ -107,18 +107,18 @@ class MirroredCounters:
         return await self.postgres.read(keys)
 
     async def count(self, counters: Sequence[Counter]) -> None:
-        await self._on_redis(self.redis.count(counters))
+        await self._on_redis(lambda: self.redis.count(counters))
         await self.postgres.count(counters)
 
     async def clear(self, keys: Sequence[str]) -> None:
-        await self._on_redis(self.redis.clear(keys))
+        await self._on_redis(lambda: self.redis.clear(keys))
         await self.postgres.clear(keys)
 
-    async def _on_redis(self, call: Coroutine[Any, Any, None]) -> None:
+    async def _on_redis(self, call: Callable[[], Awaitable[None]]) -> None:
+        """The call on Redis, unless Redis is skipped after a fault; a fault here starts a skip."""
         if time.monotonic() < self.redis_down_until:
-            call.close()  # never awaited: Redis is skipped for now
             return
         try:
-            await call
+            await call()
         except StoreFault as exc:
             self._fault(exc)
