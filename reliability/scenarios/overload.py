@@ -3,7 +3,9 @@ the service can serve them (its capacity, measured), then offered open-loop over
 3x and at 10x that rate, and at 3x again. Every answer is a 200 or a 503 at once, with Retry-After and
 the true reason (the pool's waiters full, or too many requests in flight), never `database_unavailable`
 (the database is up) nor any other 5xx; the memory stays within a margin of its baseline, and the
-second 3x burst does not take more of it than the first. The goodput (200s a second) at each level is
+second 3x burst does not take more of it than the first. Then, at half the capacity, the overload is
+over: every read is served (the pool's gate keeps no waiters while it is overloaded, db/gate.py, and
+must let that end). The goodput (200s a second) at each level is
 a figure: overload may cost some of it, the promise is about the answers."""
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ HONEST_REASONS = frozenset({"db_pool_exhausted", "overloaded"})
 EXPECTED = {"read": frozenset({200, 503})}
 # (name, times the capacity): a burst, one far past it, and the first again to see what memory it kept.
 LEVELS = (("3x", 3), ("10x", 10), ("3x again", 3))
+# Then below the capacity, where nothing is to be refused.
+AFTER = ("half, after", 0.5)
 # Memory: the connections (up to 2,000, a few kB each in uvicorn) and the requests admitted at once (at
 # most AUTH_MAX_IN_FLIGHT, 1,024) fit in this over the baseline. An unbounded queue would not: requests
 # held at tens of thousands a second pass it within a second or two.
@@ -144,8 +148,10 @@ async def run(context: Context, params: Params) -> Findings:
         async with Memory(service) as memory:
             for name, times in LEVELS:
                 levels.append(await offer(setup, params, memory, name, times * capacity))
+            name, times = AFTER
+            after = await offer(setup, params, memory, name, times * capacity)
         alive = service.server.process.poll() is None
-    return findings(params, capacity, baseline, levels, alive)
+    return findings(params, capacity, baseline, levels, after, alive)
 
 
 async def measure_capacity(setup: Setup, params: Params) -> float:
@@ -304,13 +310,18 @@ def summary(
 
 
 def findings(
-    params: Params, capacity: float, baseline: float | None, levels: list[dict[str, Any]], alive: bool
+    params: Params,
+    capacity: float,
+    baseline: float | None,
+    levels: list[dict[str, Any]],
+    after: dict[str, Any],
+    alive: bool,
 ) -> Findings:
     by_name = {level["level"]: level for level in levels}
     first, again = by_name["3x"], by_name["3x again"]
     peak = max(level["rss_mb_peak"] for level in levels)
-    found = Findings(sent=sum(level["sent"] for level in levels))
-    found.failed = sum(level["failed"] for level in levels)
+    found = Findings(sent=sum(level["sent"] for level in levels) + after["sent"])
+    found.failed = sum(level["failed"] for level in levels) + after["failed"]
     found.figures = {
         "capacity_rps": round(capacity),
         # Of the admitted requests (200), at the level where it was worst: what a client that gets in waits.
@@ -322,6 +333,7 @@ def findings(
         "max_p99_503_ms": params.max_p99_503_ms,
         "goodput_share": {level["level"]: round(level["served_rps"] / capacity, 2) for level in levels},
         "levels": levels,
+        "after": after,
     }
     found.expect(alive, "the service died under the load")
     found.expect(baseline is not None and peak <= baseline + RSS_MARGIN_MB, f"RSS {baseline} → {peak} MB at the peak")
@@ -340,6 +352,10 @@ def findings(
             f"{level['level']}: the service took up to {inside} ms over its 503s (p99), beyond "
             f"{MAX_P99_503_IN_SERVICE_MS} ms",
         )
+    found.expect(
+        after["unavailable_503"] == 0,
+        f"{after['level']}: {after['unavailable_503']} 503s at half the capacity; the overload did not end",
+    )
     found.observed = (
         f"capacity {capacity:,.0f} reads/s; "
         + "; ".join(
@@ -350,6 +366,8 @@ def findings(
             f"{level['service_cores']} cores, the rest of the machine {level['other_cores']}"
             for level in levels
         )
+        + f"; then {after['level']}: served {after['served_rps']:,}/s of {after['target_rps']:,}, "
+        f"{after['unavailable_503']} 503s, p50/p99 {after['p50_ms']}/{after['p99_ms']} ms"
         + f"; {found.failed} other answers; RSS {baseline} → peak {peak} → {levels[-1]['rss_mb_after']} MB"
     )
     collapsed = [level["level"] for level in levels if level["served_rps"] < capacity / 2]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from auth_service.db import gate
 from tests.utils.app import RunningApp, assert_error, create_user, login, new_user, serve
 from tests.utils.otlp_receiver import otlp_receiver
 from tests.utils.waiting import wait_until
@@ -33,6 +34,7 @@ EXPECTED = {
     "db_read_pool_open",
     "db_read_pool_connections_in_use",
     "db_read_pool_waiters",
+    "db_pool_overloaded",
     "db_pool_acquire_wait_seconds",
     # cache
     "cache_hits",
@@ -165,7 +167,16 @@ async def test_the_write_pool_gauges_count_connections_and_overflow_is_never_neg
     assert value(after, "db_pool_connections_in_use") == 0
 
 
-async def test_refusals_of_an_exhausted_pool_are_counted(settings_for: Any) -> None:
+class StoppedClock:
+    """The pool gate's clock, stopped: its overload, judged over windows of 0.1 s, lasts until the scrape."""
+
+    @staticmethod
+    def monotonic() -> float:
+        return 1000.0
+
+
+async def test_refusals_of_an_exhausted_pool_are_counted(settings_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gate, "time", StoppedClock)
     settings = settings_for(admin_port=0, db_read_pool_size=1, db_pool_max_waiters=0)
     async with serve(settings) as app, app.services.db.driver_connection():  # the only read connection
         response = await app.client.get("/v1/users/00000000-0000-0000-0000-000000000001")
@@ -174,6 +185,9 @@ async def test_refusals_of_an_exhausted_pool_are_counted(settings_for: Any) -> N
     assert value(families, "db_pool_exhausted", pool="read") == 1
     assert value(families, "db_pool_exhausted", pool="write") == 0
     assert value(families, "db_read_pool_waiters") == 0
+    # No waiter allowed, so the waiters were at their bound: overloaded.
+    assert value(families, "db_pool_overloaded", pool="read") == 1
+    assert value(families, "db_pool_overloaded", pool="write") == 0
     assert value(families, "db_read_pool_connections_in_use") == 1
 
 

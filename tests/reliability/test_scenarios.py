@@ -93,7 +93,7 @@ async def test_a_lost_redis_del_serves_no_stale_user_past_the_ttl(redis_entry: d
     assert lost["stale_past_ttl"] == 0, lost
 
 
-async def test_overload_at_3x_and_10x_gets_fast_honest_503s_in_bounded_memory(context: Context) -> None:
+async def test_overload_at_3x_and_10x_gets_fast_honest_503s_in_bounded_memory_and_then_ends(context: Context) -> None:
     entry, params = await held(context, "overload"), SCENARIOS["overload"].quick
     described = json.dumps(entry, indent=2, default=str)
     levels = {level["level"]: level for level in entry["levels"]}
@@ -104,11 +104,17 @@ async def test_overload_at_3x_and_10x_gets_fast_honest_503s_in_bounded_memory(co
         # Nothing but 200s and 503s with Retry-After and a true reason: no database_unavailable, no other 5xx.
         assert set(level["results"]) <= honest and level["failed"] == 0, described
         assert level["served_rps"] > 0 and level["unavailable_503"] > 0, described
-        assert level["p99_503_ms"] <= params.max_p99_503_ms, described
+        # At the client, unless the client was its own limit (its loop late): then the service's own time counts.
+        fast = level["p99_503_ms"] <= params.max_p99_503_ms
+        assert fast or overload.generator_bound(level, params.max_p99_503_ms), described
         assert level["p99_503_in_service_ms_at_most"] <= overload.MAX_P99_503_IN_SERVICE_MS, described
         assert level["p99_200_in_service_ms_at_most"] > 0, described  # a figure, not a bound (README)
         assert level["rss_mb_peak"] <= entry["rss_mb_before"] + overload.RSS_MARGIN_MB, described
     assert levels["3x again"]["rss_mb_peak"] - levels["3x"]["rss_mb_peak"] <= overload.REPEAT_GROWTH_MB, described
+    # Below the capacity after it, the overload is over (the pool's gate keeps no waiters while overloaded).
+    after = entry["after"]
+    assert after["level"] == "half, after" and after["served_rps"] > 0, described
+    assert after["unavailable_503"] == 0 and after["failed"] == 0, described
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,10 @@ class Settings(DatabaseSettings):
     db_pool_max_waiters: int = Field(
         64, ge=0, description="Requests waiting for a pooled connection, per pool; beyond, 503 at once"
     )
+    # gate.py says why: at 3x the misses' capacity the admitted reads waited behind 64 waiters.
+    db_pool_overload_max_waiters: int = Field(
+        0, ge=0, description="Waiters per pool while it is refusing requests (overloaded); at most db_pool_max_waiters"
+    )
 
     # --- Cache (L1 in-process, optional L2 in Redis)
     cache_max_entries: int = Field(100_000, ge=1)

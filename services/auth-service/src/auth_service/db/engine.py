@@ -139,9 +139,9 @@ class Database:
         self.acquire_timeout = settings.db_pool_acquire_timeout_seconds
         self.connect_timeout = settings.db_connect_timeout_seconds
         self.acquire_wait = acquire_wait
-        waiters, timeout = settings.db_pool_max_waiters, self.acquire_timeout
-        self.write_gate = ConnectionGate(settings.db_pool_size + settings.db_max_overflow, waiters, timeout)
-        self.read_gate = ConnectionGate(read_pool.get_max_size(), waiters, timeout)
+        bounds = (settings.db_pool_max_waiters, self.acquire_timeout, settings.db_pool_overload_max_waiters)
+        self.write_gate = ConnectionGate(settings.db_pool_size + settings.db_max_overflow, *bounds)
+        self.read_gate = ConnectionGate(read_pool.get_max_size(), *bounds)
 
     @classmethod
     async def open(cls, settings: Settings, url: str, acquire_wait: Histogram | None = None) -> Database:
@@ -209,11 +209,13 @@ class Database:
             "overflow": max(0, pool.overflow()),
             "waiting": writes.waiting,
             "rejected": writes.rejected + writes.timed_out,
+            "overloaded": writes.overloaded,
             "read_size": reads.get_max_size(),
             "read_open": reads.get_size(),
             "read_in_use": reads.get_size() - reads.get_idle_size(),
             "read_waiting": read_gate.waiting,
             "read_rejected": read_gate.rejected + read_gate.timed_out,
+            "read_overloaded": read_gate.overloaded,
         }
 
     async def dispose(self) -> None:

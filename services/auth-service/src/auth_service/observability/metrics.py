@@ -189,6 +189,14 @@ class ServicesCollector(Collector):
         family.add_metric(["write"], pool["rejected"])
         family.add_metric(["read"], pool["read_rejected"])
         yield family
+        overloaded = GaugeMetricFamily(
+            "db_pool_overloaded",
+            "1 while the pool is overloaded: its waiters were at their bound, and refusals go on. Dashboards.",
+            labels=["pool"],
+        )
+        overloaded.add_metric(["write"], int(pool["overloaded"]))
+        overloaded.add_metric(["read"], int(pool["read_overloaded"]))
+        yield overloaded
 
     def _cache(self) -> Iterator[Metric]:
         cache, listener = self.services.cache, self.services.listener

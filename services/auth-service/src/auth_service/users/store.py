@@ -69,9 +69,7 @@ class UserStore:
         """
         if self.l2 is not None or self.cache.loading(key) or key in self._passed_on:
             return False  # a miss of a key passed on in this turn joins that key's load
-        gate = self.db.read_gate
-        if gate.full or self.cache.loads_in_flight + len(self._passed_on) >= gate.bound:
-            gate.count_refusal()
+        if self.db.read_gate.refuses(on_the_way=self.cache.loads_in_flight + len(self._passed_on)):
             return True
         if not self._passed_on:
             # Callbacks run in order: this one before the passed requests' first steps, which start their loads.
