@@ -84,6 +84,13 @@ BENCH_ARGS ?=
 bench: venv bench-tools ## Service vs baseline vs ceiling, one pinned core each, wrk on another (writes bench/results/)
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
+# e.g. TOPOLOGY_ARGS="--quick" or "--rounds 5"
+TOPOLOGY_ARGS ?=
+
+.PHONY: bench-topology
+bench-topology: venv bench-tools ## One process against two on one address (SO_REUSEPORT), and the hashing beside the hot loop or apart (~4 min)
+	$(VENV)/bin/python -m bench.topology $(TOPOLOGY_ARGS)
+
 .PHONY: bench-tools
 bench-tools: ## Put wrk in .tools/bin unless it is on PATH (apt-get download and dpkg -x: nothing installed)
 	@command -v wrk >/dev/null || [ -x $(WRK) ] || TOOLS_DIR=$(TOOLS) bench/install-wrk.sh

@@ -229,9 +229,7 @@ class Bench:
     # --- data
 
     def seed(self, service: Server) -> None:
-        importer = {"Authorization": f"Bearer {self.batch_token}"}
-        with httpx.Client(base_url=service.url, headers=importer) as client:
-            users = seed.create_users(client, self.config.users, seed.password_hash())
+        users = seed.import_users(service.url, self.batch_token, self.config.users)
         self.dataset = replace(self.dataset, users=users)
         self.runner.dataset = self.dataset
         self.dataset.write_users()
@@ -239,8 +237,7 @@ class Bench:
 
     def renew_tokens(self, service: Server) -> None:
         """Fresh tokens from real logins: a full run lasts longer than a token (15 min)."""
-        with httpx.Client(base_url=service.url) as client:
-            self.dataset.write_tokens(seed.log_in(client, self.dataset.users, self.config.logins))
+        self.dataset.write_tokens(seed.fresh_tokens(service.url, self.dataset.users, self.config.logins))
 
     def write_ceiling_responses(self, service: Server) -> None:
         """The exact bodies the service gives for one verify and one user read, for the ceiling to repeat."""

@@ -46,6 +46,19 @@ def create_users(client: httpx.Client, count: int, hashed: str) -> list[tuple[st
     return users
 
 
+def import_users(url: str, batch_token: str, count: int) -> list[tuple[str, str]]:
+    """(id, email) of `count` new users with PASSWORD, imported through the batch endpoint with its token."""
+    importer = {"Authorization": f"Bearer {batch_token}"}
+    with httpx.Client(base_url=url, headers=importer) as client:
+        return create_users(client, count, password_hash())
+
+
+def fresh_tokens(url: str, users: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
+    """(user id, access token) of the first `count` users, from real logins now: a token lives 15 minutes."""
+    with httpx.Client(base_url=url) as client:
+        return log_in(client, users, count)
+
+
 def log_in(client: httpx.Client, users: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
     """(user id, access token) of the first `count` users, each from a real login."""
     tokens = []

@@ -133,6 +133,29 @@ def running_service(cpu: int, env: dict[str, str], log: Path) -> Iterator[Server
 
 
 @contextlib.contextmanager
+def running_replicas(cpus: list[int], env: dict[str, str], logs: Path) -> Iterator[list[Server]]:
+    """One `auth-service serve` per CPU, all on one port with SO_REUSEPORT (the kernel spreads the
+    connections), each pinned to its CPU with an admin port of its own; stopped afterwards."""
+    port, *admin_ports = free_ports(1 + len(cpus))
+    with contextlib.ExitStack() as started:
+        replicas = []
+        for index, (cpu, admin_port) in enumerate(zip(cpus, admin_ports, strict=True)):
+            settings = env | {
+                "AUTH_PORT": str(port),
+                "AUTH_ADMIN_PORT": str(admin_port),
+                "AUTH_REUSE_PORT": "true",
+                "AUTH_DRAIN_DELAY_SECONDS": "0",
+            }
+            name, admin_url = f"replica-{index + 1}", f"http://127.0.0.1:{admin_port}"
+            command = pinned(cpu, service_command())
+            # Ready when its own admin port answers: the shared port may be answered by another replica.
+            replica = started.enter_context(running(name, command, settings, port, logs / f"{name}.log", admin_url))
+            replica.admin_url = admin_url
+            replicas.append(replica)
+        yield replicas
+
+
+@contextlib.contextmanager
 def running_baseline(cpu: int, env: dict[str, str], log: Path) -> Iterator[Server]:
     port = free_port()
     with running("baseline", pinned(cpu, baseline_command(port)), env, port, log) as server:
@@ -147,8 +170,10 @@ def running_ceiling(cpu: int, responses: Path, log: Path) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def running(name: str, command: list[str], settings: dict[str, str], port: int, log: Path) -> Iterator[Server]:
-    """Start the command, wait until it answers HTTP on the port, and stop it afterwards."""
+def running(
+    name: str, command: list[str], settings: dict[str, str], port: int, log: Path, ready_url: str | None = None
+) -> Iterator[Server]:
+    """Start the command, wait until it answers HTTP on the port (or at `ready_url`), and stop it afterwards."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
         process = subprocess.Popen(
@@ -157,7 +182,7 @@ def running(name: str, command: list[str], settings: dict[str, str], port: int, 
     server = Server(name, process, f"http://127.0.0.1:{port}", log)
     started = time.monotonic()
     try:
-        wait_until_ready(server)
+        wait_until_ready(server, ready_url)
         print(f"bench: {name} ready in {time.monotonic() - started:.1f} s (log: {log})", file=sys.stderr, flush=True)
         yield server
     finally:
@@ -166,14 +191,14 @@ def running(name: str, command: list[str], settings: dict[str, str], port: int, 
         print(f"bench: {name} stopped in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
 
-def wait_until_ready(server: Server) -> None:
+def wait_until_ready(server: Server, url: str | None = None) -> None:
     """Any HTTP answer to GET /healthz (a 404 from the ceiling too) means the server is serving."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise ServerFailed(f"{server.name} exited with {server.process.returncode}{log_tail(server.log)}")
         with contextlib.suppress(httpx.TransportError):
-            httpx.get(f"{server.url}/healthz", timeout=1.0)
+            httpx.get(f"{url or server.url}/healthz", timeout=1.0)
             return
         time.sleep(0.05)
     raise ServerFailed(f"{server.name} did not answer within {READY_TIMEOUT_SECONDS:.0f}s{log_tail(server.log)}")

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import signal
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from auth_service.services import driver_dsn
+from bench import servers
 from tests.utils.app import RunningApp, assert_error, create_user, new_user, serve
 from tests.utils.postgres import stored_emails
 from tests.utils.sql import sql_connection, users_table_locked, wait_for_lock_waiters
@@ -144,3 +150,35 @@ async def test_the_graceful_cut_off_is_a_warning_without_traceback(
     assert [record for record in caplog.records if record.exc_info] == []
     cut_off = [record for record in caplog.records if record.getMessage().startswith("Cancel 1 running task(s)")]
     assert [record.levelname for record in cut_off] == ["WARNING"]
+
+
+def requests_served(admin_url: str) -> float:
+    """Every request the replica has answered, by its own latency histogram's counts."""
+    families = text_string_to_metric_families(httpx.get(f"{admin_url}/metrics", timeout=5.0).text)
+    family = next(family for family in families if family.name == "http_server_request_duration_seconds")
+    return sum(sample.value for sample in family.samples if sample.name.endswith("_count"))
+
+
+def each_on_a_new_connection(url: str, count: int) -> list[int]:
+    statuses = []
+    for _ in range(count):
+        with httpx.Client(base_url=url, timeout=10.0) as client:  # a new client: a new connection, a new port
+            statuses.append(client.get(f"/v1/users/{uuid.uuid4()}").status_code)
+    return statuses
+
+
+def test_replicas_with_reuse_port_share_one_address_and_the_one_left_serves_every_connection(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = servers.common_env(driver_dsn(database_url), servers.signing_keys(), secrets.token_urlsafe(32))
+    cpus = sorted(os.sched_getaffinity(0))[:2] * 2
+    with servers.running_replicas(cpus[:2], env, tmp_path) as (first, second):
+        assert first.url == second.url  # one address
+        statuses = each_on_a_new_connection(first.url, 60)
+        assert statuses == [404] * 60  # no such user: each answered by a replica, from the database
+        served = [requests_served(replica.admin_url or "") for replica in (first, second)]
+        # The kernel hashes each connection to a replica: with 60, both get some but for a 2**-59 chance.
+        assert all(count > 0 for count in served) and sum(served) == 60, served
+        servers.stop(first)
+        assert each_on_a_new_connection(second.url, 30) == [404] * 30
+        assert requests_served(second.admin_url or "") == served[1] + 30

@@ -70,6 +70,12 @@ def test_the_active_kid_must_be_a_configured_key() -> None:
         production(token_active_kid="k2")
 
 
+def test_reuse_port_is_refused_with_granian_which_binds_its_own_socket() -> None:
+    assert Settings(reuse_port=True).reuse_port
+    with pytest.raises(ValidationError, match="reuse_port is uvicorn's"):
+        Settings(reuse_port=True, server="granian")
+
+
 def test_pool_sizes_must_be_positive() -> None:
     with pytest.raises(ValidationError, match="db_pool_size"):
         Settings(db_pool_size=0)

@@ -114,7 +114,8 @@ async def test_overload_at_3x_and_10x_gets_fast_honest_503s_in_bounded_memory_an
     # Below the capacity after it, the overload is over (the pool's gate keeps no waiters while overloaded).
     after = entry["after"]
     assert after["level"] == "half, after" and after["served_rps"] > 0, described
-    assert after["unavailable_503"] == 0 and after["failed"] == 0, described
+    assert after["unavailable_503"] <= overload.AFTER_MAX_REFUSED_SHARE * after["sent"], described
+    assert after["failed"] == 0, described
 
 
 @pytest.mark.parametrize(

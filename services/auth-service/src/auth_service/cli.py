@@ -139,7 +139,7 @@ async def _create_users(settings: Settings, url: str, users: Sequence[tuple[str,
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
-    from auth_service.server import build_server
+    from auth_service.server import build_server, reuse_port_sockets
 
     url = database_url(settings)
     if args.migrate:
@@ -157,7 +157,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
             banner()
         serve_with_granian(settings)
         return
-    build_server(settings, url, on_started=banner).run()
+    build_server(settings, url, on_started=banner).run(sockets=reuse_port_sockets(settings))
 
 
 def _print_banner(settings: Settings) -> None:

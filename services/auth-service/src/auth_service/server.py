@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from types import FrameType
 
@@ -27,6 +28,8 @@ from auth_service.settings import Settings
 from auth_service.wire import CoalescingHttpToolsProtocol
 
 log = logging.getLogger(__name__)
+
+BACKLOG = 4096
 
 
 class DrainingServer(PromptServer):
@@ -96,11 +99,31 @@ def server_config(
         # Off: by default it takes X-Forwarded-For from any loopback peer as the client. The service
         # reads the header itself, from settings.trusted_proxies only (security/client_address.py).
         proxy_headers=False,
-        backlog=4096,
+        backlog=BACKLOG,
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         log_level=(log_level or settings.log_level).lower(),
         log_config=None,  # the service's own (JSON) logging, configured by the CLI
     )
+
+
+def reuse_port_sockets(settings: Settings) -> list[socket.socket] | None:
+    """The API's listening socket bound with SO_REUSEPORT when the settings ask for it, else None (uvicorn binds).
+
+    Several processes then listen on one address and the kernel hashes each new connection to one of
+    them, as nginx's `listen ... reuseport` and gunicorn's `reuse_port` do: replicas on one host with no
+    balancer in front (bench/topology.py measures two against one). uvicorn has no such option of its own.
+    """
+    if not settings.reuse_port:
+        return None
+    family, kind, proto, _, address = socket.getaddrinfo(
+        settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind(address)
+    listener.listen(BACKLOG)
+    return [listener]
 
 
 def build_server(

@@ -119,6 +119,9 @@ class Settings(DatabaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    reuse_port: bool = Field(
+        False, description="Bind the API port with SO_REUSEPORT: several processes on one address (server.py)"
+    )
     fast_lane: bool = Field(
         True, description="Answer token checks and cached reads as the request is parsed (uvicorn only; api/lane.py)"
     )
@@ -342,6 +345,8 @@ class Settings(DatabaseSettings):
             raise ValueError("argon2_import_min_time_cost is above argon2_import_max_time_cost")
         if self.argon2_backend == "libsodium" and self.argon2_parallelism != 1:
             raise ValueError("argon2_backend libsodium hashes with one lane: set argon2_parallelism 1 or argon2-cffi")
+        if self.reuse_port and self.server == "granian":
+            raise ValueError("reuse_port is uvicorn's: granian binds its own socket")
         if self.otel_bsp_max_export_batch_size > self.otel_bsp_max_queue_size:
             raise ValueError("OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed OTEL_BSP_MAX_QUEUE_SIZE")
         if self.environment != "development":
