@@ -10,14 +10,13 @@ finish, that is the database (a pool wait and a connect timed out alike as Timeo
 some exhausted pools answered `database_unavailable`).
 
 Overloaded, a full queue of waiters is a standing one: at 3x the misses' capacity, with 64 waiters
-ahead the admitted reads took 30 ms at the median and 177 ms at p99. So once the waiters have been at
+ahead the admitted reads took 28-30 ms at the median and 150-177 ms at p99. So once the waiters have been at
 their bound (or one waited `timeout` in vain), the gate is overloaded, and at most `overload_waiters`
-wait (none by default): there the admitted reads took 5.5 ms at the median (reliability, overload).
-It stays overloaded while at least EXIT_SHARE of the newcomers in each OVERLOAD_INTERVAL are refused.
-An end at a lull in the refusals instead (100 ms without one) came too late at half the capacity after
-the overload, where with no waiters a burst still found the pool busy now and then: 42 refusals where
-the waiters would have absorbed them all. Just above the capacity, the state may come and go (its
-share of refusals under EXIT_SHARE, the queue filling again); there the waiters are short anyway.
+wait (none by default): there they took 5.3-6.0 ms at the median, 16-84 ms at p99 (reliability, overload).
+It stays overloaded while at least EXIT_SHARE of the newcomers in each OVERLOAD_INTERVAL are refused,
+not until a lull in the refusals: below the capacity, with no waiters, a burst still finds the pool busy
+now and then, and such refusals alone would keep it going. Just above the capacity the state may come
+and go (under EXIT_SHARE refused, the waiters allowed again, the queue full again).
 Only a full queue starts it, not the hot path's refusals, which count loads about to start as well: so
 a closed loop of more clients than connections, such as the bench's misses, waits and is never shed.
 Facebook's servers bound their queues so under a standing queue ("Fail at scale", 2015), by delay;
@@ -40,9 +39,8 @@ from auth_service.errors import ServiceUnavailable
 # The overload is judged over windows this long: the newcomers in one, refused or not, tell whether it
 # goes on. A burst drains in less (64 waiters in ~20 ms at the misses' capacity).
 OVERLOAD_INTERVAL = 0.1
-# Beyond the capacity, most newcomers are refused (two thirds at 3x, a third at 1.5x). Under it, with
-# no waiters, bursts still are: at half the capacity after an overload, 5% kept it going (425 refusals
-# in one run, 1.7% of the level's reads), since a paced client's bursts filled the pool now and then.
+# Beyond the capacity, most newcomers are refused (two thirds at 3x, a third at 1.5x); below it, a
+# few in a burst (at half the capacity after an overload, 0-1.7% of a level's reads in five runs).
 EXIT_SHARE = 0.25
 
 
