@@ -15,7 +15,16 @@ from pathlib import Path
 
 from loadtests.capacity_chart import CHART_VALUES, VALUES_100K, read_chart_values, values_100k
 from loadtests.capacity_costs import MIXED, MIXED_NO_HASHING
-from loadtests.capacity_inputs import BENCH_RESULTS, REPO_ROOT, WORKER_RATE, Refusal, read_bench, shown
+from loadtests.capacity_inputs import (
+    BENCH_RESULTS,
+    REPO_ROOT,
+    TOPOLOGY_RESULTS,
+    WORKER_RATE,
+    Refusal,
+    read_bench,
+    read_topology,
+    shown,
+)
 from loadtests.capacity_plan import DEFAULT_P99_BUDGET_MS, MIX_SOURCE, Plan, Refused, Request, build
 from loadtests.capacity_report import markdown
 
@@ -54,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--db-cpu-us", type=kind_us, action="append", default=[], metavar="KIND=US", help="override")
     p.add_argument("--bench-results", type=Path, default=BENCH_RESULTS)
     p.add_argument("--worker-rate", type=Path, default=WORKER_RATE)
+    p.add_argument("--topology-results", type=Path, default=TOPOLOGY_RESULTS, help="make bench-topology's (optional)")
     p.add_argument("--chart-values", type=Path, default=CHART_VALUES)
     p.add_argument("--values-output", type=Path, default=VALUES_100K)
     p.add_argument("--report-output", type=Path, default=REPORT)
@@ -111,7 +121,11 @@ def outputs(args: argparse.Namespace) -> tuple[Plan, str, str]:
     """The plan, values-100k.yaml and the report; a Refusal when the inputs cannot be met."""
     plan = build(request_of(args), read_bench(args.bench_results), read_chart_values(args.chart_values))
     command = command_line(args)
-    return plan, values_100k(plan, header(plan, args, command)), markdown(plan, command)
+    return (
+        plan,
+        values_100k(plan, header(plan, args, command)),
+        markdown(plan, command, read_topology(args.topology_results)),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

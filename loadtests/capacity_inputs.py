@@ -111,3 +111,43 @@ def read_worker_rate(path: Path = WORKER_RATE) -> WorkerRate:
     return WorkerRate(
         float(rate), str(found.get("date", "an unknown date")), describe_machine(found.get("machine")), path
     )
+
+
+TOPOLOGY_RESULTS = REPO_ROOT / "bench" / "results" / "topology-latest.json"
+TOPOLOGY_HOW = "run `make bench-topology` to write it"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """bench.topology's run: one replica against two on one address, the hashing beside the hot loop or apart."""
+
+    path: Path
+    results: dict[str, Any]
+
+    def figure(self, block: str, key: str) -> float:
+        found = self.results.get(block, {}).get(key)
+        if not isinstance(found, int | float) or isinstance(found, bool):
+            raise Refusal(f"{shown(self.path)}: no {block}.{key}; {TOPOLOGY_HOW}")
+        return float(found)
+
+    def optional(self, block: str, key: str) -> float | None:
+        found = self.results.get(block, {}).get(key)
+        return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
+
+    @property
+    def date(self) -> str:
+        return str(self.results.get("date", "an unknown date"))
+
+    @property
+    def machine(self) -> str:
+        return describe_machine(self.results.get("machine"))
+
+
+def read_topology(path: Path = TOPOLOGY_RESULTS) -> Topology | None:
+    """The run, or None when there is none (the report then says what is not measured)."""
+    if not path.exists():
+        return None
+    topology = Topology(path, load_json(path, TOPOLOGY_HOW))
+    topology.figure("replicas", "two_vs_one_cpu_per_request")  # refused here, not halfway through the report
+    topology.figure("placement", "tier_vs_same_hot_p99")
+    return topology

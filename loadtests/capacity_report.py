@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loadtests.capacity_chart import service_default
 from loadtests.capacity_costs import APPROXIMATIONS, CPU, KIND_ENDPOINTS, MIXED, MIXED_NO_HASHING
-from loadtests.capacity_inputs import shown
+from loadtests.capacity_inputs import Topology, shown
 from loadtests.capacity_model import scale_up_periods, share_of
 from loadtests.capacity_plan import NOTIFY_KINDS, Plan, PostgresCpu, Refused, Sizing, Workers, hashing_cost_cross_check
 
@@ -12,7 +12,7 @@ from loadtests.capacity_plan import NOTIFY_KINDS, Plan, PostgresCpu, Refused, Si
 GOAL_PODS_AT_SATURATION = 11
 
 
-def markdown(plan: Plan, command: str) -> str:
+def markdown(plan: Plan, command: str, topology: Topology | None = None) -> str:
     s = plan.sizing
     parts = [
         f"# Capacity: {s.request.target_rps:,.0f} req/s of the mix on one-core pods",
@@ -23,8 +23,9 @@ def markdown(plan: Plan, command: str) -> str:
         "## Figures used\n\n" + table(["kind", "share of requests", "CPU µs a request", "from"], cost_rows(s)),
         p99_section(s),
         limits_section(plan),
+        topology_section(topology),
         refused_section(plan),
-        doubts_section(s),
+        doubts_section(s, topology),
         formulas_section(),
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -191,19 +192,57 @@ def refused_section(plan: Plan) -> str:
     return "## Refused\n\n" + "\n".join(f"- {reason}" for reason in refused) if refused else ""
 
 
-def doubts_section(s: Sizing) -> str:
+def topology_section(topology: Topology | None) -> str:
+    """What bench.topology measured: the per-replica figure across replicas, and the hashing apart."""
+    if topology is None:
+        return ""
+    replicas = "replicas"
+    items = [
+        f"**Replicas**: two service processes on one address (SO_REUSEPORT) spent "
+        f"{topology.figure(replicas, 'two_vs_one_cpu_per_request'):g}x the CPU per request of one "
+        f"({topology.figure(replicas, 'one_cpu_us_per_request'):g} against "
+        f"{topology.figure(replicas, 'two_cpu_us_per_request'):g} µs, the mix less its hashing), each hearing every "
+        "update's NOTIFY: sharing the database and the channel costs no measurable CPU per request, so the "
+        "figures above hold per replica. The machine has 2 cores; more replicas than two are not measured.",
+        f"**Hashing apart**: with the mix at half of one core, the hot requests' p99 was "
+        f"{topology.figure('placement', 'same_hot_p99_ms'):g} ms with argon2 in the same process and "
+        f"{topology.figure('placement', 'tier_hot_p99_ms'):g} ms with it in another "
+        f"({topology.figure('placement', 'tier_vs_same_hot_p99'):g}x){surge_clause(topology)}.",
+    ]
+    return (
+        f"## Measured across processes ({shown(topology.path)}, {topology.date}, {topology.machine})\n\n"
+        + "\n".join(f"- {item}" for item in items)
+    )
+
+
+def surge_clause(topology: Topology) -> str:
+    ratio = topology.optional("surge", "tier_vs_same_hot_p99")
+    if ratio is None:
+        return ""
+    same, apart = topology.optional("surge", "same_hot_p99_ms"), topology.optional("surge", "tier_hot_p99_ms")
+    times = topology.optional("settings", "surge")
+    return f"; in a login surge ({times:g}x the logins), {same:g} against {apart:g} ms ({ratio:g}x)"
+
+
+def doubts_section(s: Sizing, topology: Topology | None = None) -> str:
     doubts = [f"{kind} is measured as {KIND_ENDPOINTS[kind]}: {why}." for kind, why in APPROXIMATIONS.items()]
     doubts += [f"{kind}'s CPU is {cost.source}." for kind, cost in s.costs.items() if cost.source.startswith("derived")]
-    if s.request.p99_of == MIXED_NO_HASHING:
+    if s.request.p99_of == MIXED_NO_HASHING and topology is None:
         doubts.append(
             f"The p99 is the mix's less its hashing. The p99 of the hot requests with argon2 in the same process is "
             f"not measured (the `{MIXED}` run's p99 is its argon2 requests' queue, counted many times by wrk's "
             "correction); until it is, the HPA target assumes the hashing does not lengthen the hot path's tail."
         )
-    doubts.append(
-        "Every figure is one service process on one core of a 2-core machine, PostgreSQL on the other: what "
-        "replicas sharing the database and the NOTIFY channel cost is not in it."
-    )
+    elif s.request.p99_of == MIXED_NO_HASHING:
+        doubts.append(
+            "The p99 is the mix's less its hashing. In one Deployment the hashing beside the hot loop lengthens the "
+            "hot requests' tail (measured above): the HPA target leaves that out."
+        )
+    if topology is None:
+        doubts.append(
+            "Every figure is one service process on one core of a 2-core machine, PostgreSQL on the other: what "
+            "replicas sharing the database and the NOTIFY channel cost is not in it."
+        )
     doubts += [f"The bench noted: {note}." for note in s.bench.notes]
     return "## Doubtful\n\n" + "\n".join(f"- {doubt}" for doubt in doubts)
 

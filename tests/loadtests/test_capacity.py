@@ -3,6 +3,7 @@ and each refusal."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 
 from loadtests import capacity
 from loadtests.capacity_chart import read_chart_values
-from loadtests.capacity_inputs import REPO_ROOT, Refusal, read_bench
+from loadtests.capacity_inputs import REPO_ROOT, Refusal, read_bench, read_topology
 from loadtests.capacity_model import scale_up_periods, surge_pods
 from loadtests.capacity_plan import Plan, PostgresCpu, Refused, Request, Workers, build
+from loadtests.capacity_report import markdown
 
 FIXTURES = Path(__file__).parent / "capacity_fixtures"
 CURRENT = FIXTURES / "bench_current.json"  # today's bench: no update endpoint, no PostgreSQL CPU
@@ -170,7 +172,7 @@ def test_a_missing_worker_rate_refuses_the_workers_only(tmp_path: Path) -> None:
 def fixture_args(tmp_path: Path, *extra: str) -> list[str]:
     return [
         *("--bench-results", str(CURRENT), "--worker-rate", str(WORKERS)),
-        *("--chart-values", str(FIXTURES / "values.yaml")),
+        *("--chart-values", str(FIXTURES / "values.yaml"), "--topology-results", str(tmp_path / "no-topology.json")),
         *("--values-output", str(tmp_path / "values.yaml"), "--report-output", str(tmp_path / "report.md")),
         *extra,
     ]
@@ -200,3 +202,43 @@ def test_the_model_does_not_import_locust() -> None:
     # Locust patches the process with gevent on import; the model runs anywhere, make capacity included.
     check = "import sys, loadtests.capacity; sys.exit('locust' in sys.modules or 'gevent' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=False).returncode == 0
+
+
+def topology_results(path: Path, **replicas: float) -> Path:
+    """A bench.topology result with the figures the report reads, worked by hand."""
+    found = {
+        "date": "2026-12-04 19:17 UTC",
+        "machine": {"cpu_model": "Test CPU", "cores": 2},
+        "settings": {"surge": 3.0},
+        "replicas": {"two_vs_one_cpu_per_request": 0.96, "one_cpu_us_per_request": 40.0} | replicas,
+        "placement": {"same_hot_p99_ms": 5.0, "tier_hot_p99_ms": 4.0, "tier_vs_same_hot_p99": 0.8},
+        "surge": {"same_hot_p99_ms": 30.0, "tier_hot_p99_ms": 20.0, "tier_vs_same_hot_p99": 0.667},
+    }
+    path.write_text(json.dumps(found))
+    return path
+
+
+def test_the_report_states_what_the_topology_run_measured(tmp_path: Path) -> None:
+    topology = read_topology(topology_results(tmp_path / "topology.json", two_cpu_us_per_request=38.4))
+    report = markdown(plan_of(max_connections=300), "the command", topology)
+    assert "0.96x the CPU per request of one (40 against 38.4 µs" in report
+    assert "5 ms with argon2 in the same process and 4 ms with it in another (0.8x)" in report
+    assert "in a login surge (3x the logins), 30 against 20 ms (0.667x)" in report
+    assert "what replicas sharing the database and the NOTIFY channel cost is not in it" not in report
+
+
+def test_without_a_topology_run_the_report_says_what_is_not_measured(tmp_path: Path) -> None:
+    assert read_topology(tmp_path / "none.json") is None
+    report = markdown(plan_of(max_connections=300), "the command", None)
+    assert "Measured across processes" not in report
+    assert "what replicas sharing the database and the NOTIFY channel cost is not in it" in report
+    assert "The p99 of the hot requests with argon2 in the same process is not measured" in report
+
+
+def test_a_topology_run_without_its_figures_is_refused(tmp_path: Path) -> None:
+    path = topology_results(tmp_path / "topology.json")
+    found = json.loads(path.read_text())
+    del found["replicas"]["two_vs_one_cpu_per_request"]
+    path.write_text(json.dumps(found))
+    with pytest.raises(Refusal, match=r"no replicas\.two_vs_one_cpu_per_request"):
+        read_topology(path)
