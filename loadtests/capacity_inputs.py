@@ -37,11 +37,24 @@ def load_json(path: Path, how_to_make: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Bench:
-    """One bench run: its per-endpoint figures for the service, where and when it ran, its mix."""
+class Run:
+    """A measured run's JSON: where it is, what it holds, and when and where it ran."""
 
     path: Path
     results: dict[str, Any]
+
+    @property
+    def date(self) -> str:
+        return str(self.results.get("date", "an unknown date"))
+
+    @property
+    def machine(self) -> str:
+        return describe_machine(self.results.get("machine"))
+
+
+@dataclass(frozen=True)
+class Bench(Run):
+    """One bench run: its per-endpoint figures for the service, where and when it ran, its mix."""
 
     def value(self, endpoint: str, key: str) -> float | None:
         """The service's figure for an endpoint, or None when the run did not record it."""
@@ -66,14 +79,6 @@ class Bench:
         if not isinstance(found, dict) or not found:
             raise Refusal(f"{shown(self.path)}: no settings.mix_pct, so its mixed figures cannot be split by kind")
         return {kind: float(weight) for kind, weight in found.items()}
-
-    @property
-    def date(self) -> str:
-        return str(self.results.get("date", "an unknown date"))
-
-    @property
-    def machine(self) -> str:
-        return describe_machine(self.results.get("machine"))
 
     @property
     def notes(self) -> list[str]:
@@ -118,11 +123,8 @@ TOPOLOGY_HOW = "run `make bench-topology` to write it"
 
 
 @dataclass(frozen=True)
-class Topology:
+class Topology(Run):
     """bench.topology's run: one replica against two on one address, the hashing beside the hot loop or apart."""
-
-    path: Path
-    results: dict[str, Any]
 
     def figure(self, block: str, key: str) -> float:
         found = self.results.get(block, {}).get(key)
@@ -133,14 +135,6 @@ class Topology:
     def optional(self, block: str, key: str) -> float | None:
         found = self.results.get(block, {}).get(key)
         return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
-
-    @property
-    def date(self) -> str:
-        return str(self.results.get("date", "an unknown date"))
-
-    @property
-    def machine(self) -> str:
-        return describe_machine(self.results.get("machine"))
 
 
 def read_topology(path: Path = TOPOLOGY_RESULTS) -> Topology | None:
