@@ -84,6 +84,9 @@ def error_code(response: httpx.Response) -> str | None:
     return answer_error(response.status_code, "retry-after" in response.headers, response.content)
 
 
+UNSHAPED_SHOWN = 40
+
+
 def answer_error(status: int | None, retry_after: bool, body: bytes) -> str | None:
     """error_code of an answer read by hand (reliability.raw): its status, whether it had Retry-After, its body."""
     if status is None or status < 500:
@@ -93,7 +96,8 @@ def answer_error(status: int | None, retry_after: bool, body: bytes) -> str | No
     try:
         return str(json.loads(body)["error"]["code"])
     except (ValueError, KeyError, TypeError):
-        return "unshaped"
+        # The body's start, so that the results say whose answer it was (uvicorn's own 500 is plain text).
+        return f"unshaped {body[:UNSHAPED_SHOWN]!r}"
 
 
 def latency_ms(seconds: list[float]) -> dict[str, float | None]:
