@@ -28,9 +28,9 @@ browser: ## Install Debian's chromium when missing (the Locust web UI test drive
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 # The database the 100k plan assumes: sized by the operator, not measured (loadtests/results/capacity.md).
-# The bench run of 2026-12-03 16:10 is refused by the model (the host slowed 1.6x during it, and the mix
-# less its hashing had a p99 of 45 ms at 70%, over the 10 ms budget): the plan stays on the last run it
-# accepts, until a run on a steady host replaces it.
+# The bench runs of 2026-12-03 16:10 and 2026-12-04 19:47 are refused by the model (the mix less its
+# hashing had a p99 of 45 and 17 ms at 70% of saturation, over the 10 ms budget; the first on a host that
+# slowed 1.6x during it, the second on a steady one): the plan stays on the last run it accepts.
 CAPACITY_ARGS ?= --max-connections 400 --bench-results bench/results/2026-11-29-1521.json
 
 .PHONY: capacity
