@@ -104,9 +104,13 @@ def hashing_section(s: Sizing) -> str:
     ]
     alone = hashing_cost_cross_check(s)
     if alone and alone.source != s.hash_cost.source:
+        # The mix's cost a hash is derived (the mix less the rest), so it holds what the argon2 thread and
+        # the loop do to each other on one core; a tier of its own hashes as the endpoints alone do.
+        tier_pods = s.pods_for(s.hashing_share * alone.us, s.utilisation)
         lines.append(
             f"Cross-check: the create and login endpoints measured alone cost {alone.us / 1000:.2f} ms a hash "
-            f"(weighted by the mix), {s.hash_rate * alone.us / 1e6:.2f} cores at this rate."
+            f"(weighted by the mix), {s.hash_rate * alone.us / 1e6:.2f} cores at this rate. At that cost, a "
+            f"hashing tier of its own would be {tier_pods} pods ({rest_pods + tier_pods} in all)."
         )
     return "\n\n".join(lines)
 

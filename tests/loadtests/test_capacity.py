@@ -242,3 +242,11 @@ def test_a_topology_run_without_its_figures_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(found))
     with pytest.raises(Refusal, match=r"no replicas\.two_vs_one_cpu_per_request"):
         read_topology(path)
+
+
+def test_a_hashing_tier_is_sized_at_the_cost_a_hash_has_alone() -> None:
+    # 500 hashes/s x 21.80 ms (the create and login endpoints alone, weighted 0.4 : 0.1) = 10.90 cores;
+    # at 70% of each core, 15.6 -> 16 pods; with the 6 of the rest, 22.
+    report = markdown(plan_of(max_connections=300), "the command")
+    assert "alone cost 21.80 ms a hash (weighted by the mix), 10.90 cores at this rate" in report
+    assert "a hashing tier of its own would be 16 pods (22 in all)" in report
