@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+import uuid
 from typing import Any
 
+import pytest
 from fastapi.routing import APIRoute
 
 from auth_service.api.methods import all_routes
 from auth_service.app import create_app
 from auth_service.security.tokens import VerifiedTokens
+from auth_service.users import repository
 from tests.utils.app import RunningApp, assert_error, bearer, create_user, login, make_settings, serve
 from tests.utils.waiting import wait_until
 
@@ -107,3 +110,17 @@ async def test_a_user_read_on_and_on_is_reloaded_behind_its_readers_and_never_mi
         await asyncio.sleep(max(0.0, loaded_at + ttl + 0.1 - time.monotonic()))
         assert (await app.client.get(path)).status_code == 200
         assert stats.misses == misses, "read past the first load's TTL, and still a hit"
+
+
+async def test_an_unexpected_fault_in_a_hot_read_is_a_500_in_the_error_shape(
+    app: RunningApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hot path answers cache misses in front of FastAPI, so FastAPI's handler of last resort is not
+    # there: a fault it did not expect once reached the client as uvicorn's plain-text 500.
+    async def broken(db: Any, user_id: uuid.UUID) -> None:
+        raise RuntimeError("a fault nobody expected")
+
+    monkeypatch.setattr(repository, "fetch_user", broken)
+    response = await app.client.get(f"/v1/users/{uuid.uuid4()}")  # a miss: its load is the broken one
+    error = assert_error(response, 500, "internal_error")
+    assert "nobody expected" not in response.text and error["message"] == "an unexpected error occurred"
