@@ -26,8 +26,11 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
+    # Class 57, the server intervened: shut down (fast or crashed), starting up, database dropped, idle
+    # session ended; its statement timeout (57014) is told apart below. Class 53, out of resources:
+    # too many connections, disk full, out of memory. Each is the database's fault, not the request's.
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
 )
 
 
