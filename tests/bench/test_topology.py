@@ -97,4 +97,6 @@ def test_a_quick_run_measures_both_blocks_and_writes_its_report(quick_run: tuple
         assert placement["tier_vs_same_hot_p99"] > 0
     surge, mix = results["surge"], results["placement"]
     assert surge["hot_rps_target"] == mix["hot_rps_target"]
-    assert surge["login_rps_target"] == pytest.approx(results["settings"]["surge"] * mix["login_rps_target"], abs=0.1)
+    # Both targets are reported to 0.1/s: each within 0.05 of its exact value, the mix's then multiplied.
+    times = results["settings"]["surge"]
+    assert surge["login_rps_target"] == pytest.approx(times * mix["login_rps_target"], abs=0.05 * (1 + times))
