@@ -117,16 +117,20 @@ def ceiling_command(port: int, responses: Path) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def running_service(cpu: int, env: dict[str, str], log: Path) -> Iterator[Server]:
-    """`auth-service serve` with these settings, a free port and admin port; stopped afterwards."""
-    port, admin_port = free_ports(2)
-    settings = env | {
+def service_settings(env: dict[str, str], port: int, admin_port: int) -> dict[str, str]:
+    return env | {
         "AUTH_PORT": str(port),
         "AUTH_ADMIN_PORT": str(admin_port),
         # Shutdown only: the harness stops the server between runs, with no load balancer to drain.
         "AUTH_DRAIN_DELAY_SECONDS": "0",
     }
+
+
+@contextlib.contextmanager
+def running_service(cpu: int, env: dict[str, str], log: Path) -> Iterator[Server]:
+    """`auth-service serve` with these settings, a free port and admin port; stopped afterwards."""
+    port, admin_port = free_ports(2)
+    settings = service_settings(env, port, admin_port)
     with running("service", pinned(cpu, service_command()), settings, port, log) as server:
         server.admin_url = f"http://127.0.0.1:{admin_port}"
         yield server
@@ -140,12 +144,7 @@ def running_replicas(cpus: list[int], env: dict[str, str], logs: Path) -> Iterat
     with contextlib.ExitStack() as started:
         replicas = []
         for index, (cpu, admin_port) in enumerate(zip(cpus, admin_ports, strict=True)):
-            settings = env | {
-                "AUTH_PORT": str(port),
-                "AUTH_ADMIN_PORT": str(admin_port),
-                "AUTH_REUSE_PORT": "true",
-                "AUTH_DRAIN_DELAY_SECONDS": "0",
-            }
+            settings = service_settings(env, port, admin_port) | {"AUTH_REUSE_PORT": "true"}
             name, admin_url = f"replica-{index + 1}", f"http://127.0.0.1:{admin_port}"
             command = pinned(cpu, service_command())
             # Ready when its own admin port answers: the shared port may be answered by another replica.

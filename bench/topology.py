@@ -102,9 +102,8 @@ class Topology:
             common = servers.common_env(driver_dsn(url), self.keys, self.batch_token)
             self.env = common | servers.ONE_CLIENT_SETTINGS
             self.seed()
-            replicas = self.replicas()
-            hot_us = statistics.median(entry["one"]["service_cpu_us_per_request"] for entry in replicas)
-            login_us = statistics.median(entry["login"]["service_cpu_us_per_request"] for entry in replicas)
+            replicas = summarise_replicas(self.replicas())
+            hot_us, login_us = replicas["one_cpu_us_per_request"], replicas["login_cpu_us_per_request"]
             hot_rps, login_rps = paces(hot_us, login_us, self.options.core_share)
             placement = self.placement("placement", hot_rps, login_rps)
             surge = self.placement("surge", hot_rps, login_rps * self.options.surge)
@@ -121,7 +120,7 @@ class Topology:
                 "rounds": self.options.rounds,
                 "users": self.options.users,
             },
-            "replicas": summarise_replicas(replicas),
+            "replicas": replicas,
             "placement": summarise_placement(placement),
             "surge": summarise_placement(surge),
             "elapsed_s": round(time.monotonic() - started, 1),

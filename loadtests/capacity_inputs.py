@@ -36,6 +36,11 @@ def load_json(path: Path, how_to_make: str) -> dict[str, Any]:
     return found
 
 
+def number(found: Any) -> float | None:
+    """A JSON number as a float; None for anything else (true and false included)."""
+    return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
+
+
 @dataclass(frozen=True)
 class Run:
     """A measured run's JSON: where it is, what it holds, and when and where it ran."""
@@ -58,8 +63,7 @@ class Bench(Run):
 
     def value(self, endpoint: str, key: str) -> float | None:
         """The service's figure for an endpoint, or None when the run did not record it."""
-        found = self.results.get("endpoints", {}).get(endpoint, {}).get("service", {}).get(key)
-        return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
+        return number(self.results.get("endpoints", {}).get(endpoint, {}).get("service", {}).get(key))
 
     def require(self, endpoint: str, key: str) -> float:
         found = self.value(endpoint, key)
@@ -110,12 +114,12 @@ class WorkerRate:
 
 def read_worker_rate(path: Path = WORKER_RATE) -> WorkerRate:
     found = load_json(path, "the Locust worker rate is measured by the load tests (loadtests/)")
-    rate = found.get("rps_per_worker_core")
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
-        raise Refusal(f"{shown(path)}: rps_per_worker_core is {rate!r}, not a positive number")
-    return WorkerRate(
-        float(rate), str(found.get("date", "an unknown date")), describe_machine(found.get("machine")), path
-    )
+    rate = number(found.get("rps_per_worker_core"))
+    if rate is None or rate <= 0:
+        raise Refusal(
+            f"{shown(path)}: rps_per_worker_core is {found.get('rps_per_worker_core')!r}, not a positive number"
+        )
+    return WorkerRate(rate, str(found.get("date", "an unknown date")), describe_machine(found.get("machine")), path)
 
 
 TOPOLOGY_RESULTS = REPO_ROOT / "bench" / "results" / "topology-latest.json"
@@ -127,14 +131,13 @@ class Topology(Run):
     """bench.topology's run: one replica against two on one address, the hashing beside the hot loop or apart."""
 
     def figure(self, block: str, key: str) -> float:
-        found = self.results.get(block, {}).get(key)
-        if not isinstance(found, int | float) or isinstance(found, bool):
+        found = self.optional(block, key)
+        if found is None:
             raise Refusal(f"{shown(self.path)}: no {block}.{key}; {TOPOLOGY_HOW}")
-        return float(found)
+        return found
 
     def optional(self, block: str, key: str) -> float | None:
-        found = self.results.get(block, {}).get(key)
-        return float(found) if isinstance(found, int | float) and not isinstance(found, bool) else None
+        return number(self.results.get(block, {}).get(key))
 
 
 def read_topology(path: Path = TOPOLOGY_RESULTS) -> Topology | None:
@@ -144,4 +147,5 @@ def read_topology(path: Path = TOPOLOGY_RESULTS) -> Topology | None:
     topology = Topology(path, load_json(path, TOPOLOGY_HOW))
     topology.figure("replicas", "two_vs_one_cpu_per_request")  # refused here, not halfway through the report
     topology.figure("placement", "tier_vs_same_hot_p99")
+    topology.figure("settings", "core_share")
     return topology

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from loadtests.capacity_chart import service_default
 from loadtests.capacity_costs import APPROXIMATIONS, CPU, KIND_ENDPOINTS, MIXED, MIXED_NO_HASHING
 from loadtests.capacity_inputs import Topology, shown
@@ -200,15 +202,16 @@ def topology_section(topology: Topology | None) -> str:
     """What bench.topology measured: the per-replica figure across replicas, and the hashing apart."""
     if topology is None:
         return ""
-    replicas = "replicas"
+    replicas = functools.partial(topology.figure, "replicas")
+    share = topology.figure("settings", "core_share")
     items = [
         f"**Replicas**: two service processes on one address (SO_REUSEPORT) spent "
-        f"{topology.figure(replicas, 'two_vs_one_cpu_per_request'):g}x the CPU per request of one "
-        f"({topology.figure(replicas, 'one_cpu_us_per_request'):g} against "
-        f"{topology.figure(replicas, 'two_cpu_us_per_request'):g} µs, the mix less its hashing), each hearing every "
+        f"{replicas('two_vs_one_cpu_per_request'):g}x the CPU per request of one "
+        f"({replicas('one_cpu_us_per_request'):g} against "
+        f"{replicas('two_cpu_us_per_request'):g} µs, the mix less its hashing), each hearing every "
         "update's NOTIFY: sharing the database and the channel costs no measurable CPU per request, so the "
         "figures above hold per replica. The machine has 2 cores; more replicas than two are not measured.",
-        f"**Hashing apart**: with the mix at half of one core, the hot requests' p99 was "
+        f"**Hashing apart**: with the mix at {share:.0%} of one core, the hot requests' p99 was "
         f"{topology.figure('placement', 'same_hot_p99_ms'):g} ms with argon2 in the same process and "
         f"{topology.figure('placement', 'tier_hot_p99_ms'):g} ms with it in another "
         f"({topology.figure('placement', 'tier_vs_same_hot_p99'):g}x){surge_clause(topology)}.",

@@ -209,7 +209,7 @@ def topology_results(path: Path, **replicas: float) -> Path:
     found = {
         "date": "2026-12-04 19:17 UTC",
         "machine": {"cpu_model": "Test CPU", "cores": 2},
-        "settings": {"surge": 3.0},
+        "settings": {"core_share": 0.5, "surge": 3.0},
         "replicas": {"two_vs_one_cpu_per_request": 0.96, "one_cpu_us_per_request": 40.0} | replicas,
         "placement": {"same_hot_p99_ms": 5.0, "tier_hot_p99_ms": 4.0, "tier_vs_same_hot_p99": 0.8},
         "surge": {"same_hot_p99_ms": 30.0, "tier_hot_p99_ms": 20.0, "tier_vs_same_hot_p99": 0.667},
@@ -222,7 +222,8 @@ def test_the_report_states_what_the_topology_run_measured(tmp_path: Path) -> Non
     topology = read_topology(topology_results(tmp_path / "topology.json", two_cpu_us_per_request=38.4))
     report = markdown(plan_of(max_connections=300), "the command", topology)
     assert "0.96x the CPU per request of one (40 against 38.4 µs" in report
-    assert "5 ms with argon2 in the same process and 4 ms with it in another (0.8x)" in report
+    assert "with the mix at 50% of one core, the hot requests' p99 was 5 ms with argon2 in the same process" in report
+    assert "and 4 ms with it in another (0.8x)" in report
     assert "in a login surge (3x the logins), 30 against 20 ms (0.667x)" in report
     assert "what replicas sharing the database and the NOTIFY channel cost is not in it" not in report
 

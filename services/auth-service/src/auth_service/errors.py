@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 JSON = "application/json"
 
@@ -111,6 +112,13 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
 
 def internal_error() -> ApiError:
     return ApiError(500, "internal_error", "an unexpected error occurred")
+
+
+async def answer_unexpected(scope: Scope, receive: Receive, send: Send) -> None:
+    """The error shape's 500, for ASGI code in front of FastAPI, which its handler of last resort does
+    not cover: as Starlette's ServerErrorMiddleware, the caller then raises the fault for the server to
+    log. (Unhandled there, a fault reached a client as uvicorn's plain-text 500.)"""
+    await error_response(internal_error())(scope, receive, send)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:

@@ -30,7 +30,7 @@ from auth_service.api.deps import parse_bearer
 from auth_service.api.fast_rename import FastRename
 from auth_service.api.methods import all_routes
 from auth_service.db.gate import PoolExhausted
-from auth_service.errors import UNAUTHORIZED_HEADERS, ApiError, error_body, error_response, internal_error
+from auth_service.errors import UNAUTHORIZED_HEADERS, ApiError, answer_unexpected, error_body, error_response
 from auth_service.observability.tracing import CACHE_HIT
 from auth_service.security.tokens import InvalidToken
 from auth_service.services import Services
@@ -248,10 +248,7 @@ class HotPaths:
                     await error_response(error)(scope, receive, send)
                     return
                 except Exception:
-                    # In front of FastAPI, so without its handler of last resort: as Starlette's
-                    # ServerErrorMiddleware, the error shape's 500, then raised for the server to log.
-                    # (Unhandled, a fault here reached a client as uvicorn's plain-text 500.)
-                    await error_response(internal_error())(scope, receive, send)
+                    await answer_unexpected(scope, receive, send)
                     raise
                 await reply(send, answer)
                 return

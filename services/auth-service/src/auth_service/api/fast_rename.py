@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from auth_service.admission import replay_body
 from auth_service.api.deps import claims_of
 from auth_service.api.routes.users import apply_changes, require_self
-from auth_service.errors import ApiError, error_response, internal_error
+from auth_service.errors import ApiError, answer_unexpected, error_response
 from auth_service.services import Services
 from auth_service.users.schemas import UserUpdate
 
@@ -96,7 +96,6 @@ class FastRename:
         except ApiError as error:  # 401, 403, 404, or a 503 from the database
             response = error_response(error)
         except Exception:
-            # As Starlette's ServerErrorMiddleware: the error shape's 500, then raised for the server to log.
-            await error_response(internal_error())(scope, receive, send)
+            await answer_unexpected(scope, receive, send)
             raise
         await response(scope, receive, send)
